@@ -1,0 +1,75 @@
+# kfgrpo front door. `make train` and `make test` work as the first command on a fresh clone.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+KFGRPO      := $(VENV)/bin/kfgrpo
+EXTRAS      ?= dev
+RECIPE      ?= recipes/tiny-cpu/kfgrpo.yaml
+PYTEST_ARGS ?=
+UV_VERSION  ?= 0.13.9
+# Prefer a uv on PATH; otherwise the one `make setup` installs with pip.
+UV          := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+# Demo assets for the tiny CPU recipe (see recipes/tiny-cpu/kfgrpo.yaml).
+DEMO_MODEL  ?= outputs/tiny-cpu/base-model
+DEMO_DATA   ?= data/chronosynth
+DEMO_VIDEOS ?= 64
+DEMO_FRAMES ?= 8
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help setup test train lint format lock lock-check demo-data bench clean
+
+help:  ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.setup-stamp  ## Create .venv from uv.lock (EXTRAS="dev vllm deepspeed" on GPU nodes)
+
+$(VENV)/.setup-stamp: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	UV_PYTHON_DOWNLOADS=$${UV_PYTHON_DOWNLOADS:-never} $(UV) sync --frozen $(addprefix --extra ,$(EXTRAS))
+	@$(PY) -c "import torch, torchvision, transformers, trl, av; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
+	@touch $@
+
+test: setup  ## Run the test suite (one pytest process, offline)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-frames/dataset_info.json  ## Build the tiny CPU demo's model and data
+
+$(DEMO_MODEL)/config.json:
+	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --seed 0
+
+$(DEMO_DATA)/train/manifest.jsonl:
+	$(KFGRPO) synth --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0
+
+$(DEMO_DATA)/train-frames/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl
+	$(KFGRPO) tad --manifest $< --output $(DEMO_DATA)/train-frames --num-frames $(DEMO_FRAMES)
+
+train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data)  ## Train a recipe (default: the tiny CPU demo)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-$(if $(findstring tiny-cpu,$(RECIPE)),1,0)} $(KFGRPO) train --config $(RECIPE) $(ARGS)
+
+lint: setup  ## ruff check + format check
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: setup  ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+lock:  ## Re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock
+
+lock-check:  ## uv.lock matches pyproject.toml, and the GPU set (vllm + deepspeed extras) resolves for Linux x86_64
+	$(UV) lock --check
+	$(UV) pip compile pyproject.toml --extra vllm --extra deepspeed --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --quiet --output-file /dev/null
+	@echo "lock-check ok: uv.lock is current and the vllm + deepspeed set resolves for Linux x86_64"
+
+bench: setup  ## Run the benchmarks (see README)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:  ## Remove demo outputs and caches (keeps .venv)
+	rm -rf outputs data .pytest_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""The ``kfgrpo`` command line: one subcommand per stage of the pipeline.
+
+    kfgrpo tiny-model --output DIR [--arch qwen2_5_vl|qwen3_vl] [--size tiny|small] [--seed S]
+    kfgrpo synth      --output DIR --num-videos N [--seed S] [ChronoSynth knobs]
+    kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [...]
+    kfgrpo train      --config RECIPE.yaml [--key value ...]
+
+Every subcommand's arguments come from dataclass fields (``--help`` lists them with their help text); ``train`` goes
+through TRL's ``TrlParser`` so recipes are YAML files of the same fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+COMMANDS = {
+    "tiny-model": "Build an offline random-weight Qwen-VL model + processor.",
+    "synth": "Generate ChronoSynth videos and their manifest.",
+    "tad": "Select keyframes for every manifest row and cache them as a Hugging Face dataset.",
+    "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
+}
+
+
+def _quiet_env():
+    # Offline by default for the local stages; users who want the Hub for `train` set these themselves.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class TinyModelArgs:
+    output: str = field(metadata={"help": "Folder to write the model and processor to."})
+    arch: str = field(default="qwen2_5_vl", metadata={"help": "Architecture: qwen2_5_vl or qwen3_vl."})
+    size: str = field(default="tiny", metadata={"help": "tiny (head_dim 16, CPU) or small (head_dim 64, vLLM)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+
+
+@dataclass
+class SynthArgs:
+    output: str = field(metadata={"help": "Folder for videos/ and manifest.jsonl."})
+    num_videos: int = field(metadata={"help": "Number of videos (each gives one question per family)."})
+    seed: int = field(default=0, metadata={"help": "Seed; another seed is a held-out split."})
+
+
+@dataclass
+class CacheArgs:
+    manifest: str = field(metadata={"help": "Canonical manifest (JSONL)."})
+    output: str = field(metadata={"help": "Output folder; `datasets.load_from_disk(output)` reads the result."})
+    strict: bool = field(default=False, metadata={"help": "Fail (exit 1) if any row fails."})
+
+
+def _parse(dataclasses_, argv, prog):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclasses_, prog=prog)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _tiny_model(argv):
+    from .tiny_model import build_tiny_model
+
+    (args,) = _parse((TinyModelArgs,), argv, "kfgrpo tiny-model")
+    path = build_tiny_model(args.output, arch=args.arch, size=args.size, seed=args.seed)
+    print(f"tiny model ({args.arch}, {args.size}, seed {args.seed}) written to {path}")
+
+
+def _synth(argv):
+    from .synth import SynthConfig, generate
+
+    args, config = _parse((SynthArgs, SynthConfig), argv, "kfgrpo synth")
+    manifest = generate(args.output, args.num_videos, seed=args.seed, config=config)
+    n = sum(1 for _ in open(manifest))
+    print(f"{args.num_videos} videos, {n} questions: {manifest}")
+
+
+def _tad(argv):
+    from .cache import CacheConfig, build_frame_cache
+
+    args, config = _parse((CacheArgs, CacheConfig), argv, "kfgrpo tad")
+    try:
+        summary = build_frame_cache(args.manifest, args.output, config, strict=args.strict)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"rows kept {summary['kept']} / failed {summary['failed']} / {summary['seconds']} s -> {args.output}")
+    if summary["failed"]:
+        print(f"failed rows and reasons: {os.path.join(args.output, 'errors.jsonl')}")
+    return 0
+
+
+def _train(argv):
+    from .train import cli
+
+    cli(argv)
+
+
+HANDLERS = {"tiny-model": _tiny_model, "synth": _synth, "tad": _tad, "train": _train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: kfgrpo {" + ",".join(COMMANDS) + "} ...\n\ncommands:")
+        for name, text in COMMANDS.items():
+            print(f"  {name:<12} {text}")
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(json.dumps({"kfgrpo": __version__}))
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in HANDLERS:
+        print(f"kfgrpo: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    _quiet_env()
+    return HANDLERS[command](rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""From cached keyframe rows to TRL GRPO rows: a conversational ``prompt`` whose user text is a plain string.
+
+The frames stay in the ``images`` column; TRL's ``prepare_multimodal_messages`` inserts one image placeholder per
+frame at run time, so a shuffled or shortened frame list needs no prompt surgery.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from trl import ScriptArguments
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are given frames of a video in chronological order. Think about the question inside <think> </think> "
+    "tags, then give the final answer inside <answer> </answer>."
+)
+
+
+@dataclass
+class KFScriptArguments(ScriptArguments):
+    """Data, prompt and reward arguments of ``kfgrpo train`` (model arguments: ``ModelConfig``; training: the config).
+
+    ``dataset_name`` is a folder written by ``kfgrpo tad`` (read with ``load_from_disk``) or a Hub dataset id.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward functions by name (see kfgrpo.rewards.REWARD_FUNCS); weights: `reward_weights`."},
+    )
+    system_prompt: str | None = field(
+        default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System message; empty or null for none."}
+    )
+    prompt_template: str = field(
+        default="{timestamps}\n{question}\n{options}{instruction}",
+        metadata={"help": "User text; placeholders {timestamps} {question} {options} {instruction}."},
+    )
+    timestamps_template: str = field(
+        default="The {num_frames} frames were taken at seconds {timestamps}.",
+        metadata={"help": "How keyframe timestamps are stated ({num_frames}, {timestamps}); empty to omit them."},
+    )
+    instruction_multiple_choice: str = field(
+        default="Answer with the option's letter.", metadata={"help": "Instruction for multiple-choice rows."}
+    )
+    instruction_numerical: str = field(
+        default="Answer with a single number.", metadata={"help": "Instruction for numerical rows."}
+    )
+    instruction_free_form: str = field(
+        default="Answer in a few words.", metadata={"help": "Instruction for free-form rows."}
+    )
+    instruction_temporal_grounding: str = field(
+        default="Answer with [start, end] in seconds.", metadata={"help": "Instruction for temporal grounding rows."}
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "Parse and print the resolved configuration, then exit without training."}
+    )
+
+    def __post_init__(self):
+        # The folder of `kfgrpo tad` is the common case; ScriptArguments only checks it is set.
+        if self.dataset_name is None:
+            raise ValueError("set `dataset_name` (a `kfgrpo tad` output folder or a Hub dataset id)")
+
+
+def format_prompt(row: dict, args: KFScriptArguments) -> list[dict]:
+    """The conversational prompt of one row (columns ``problem``, ``options``, ``problem_type``, ``timestamps``)."""
+    timestamps = row.get("timestamps") or []
+    ts_text = ""
+    if args.timestamps_template and timestamps:
+        ts_text = args.timestamps_template.format(
+            num_frames=len(timestamps), timestamps=", ".join(f"{t:.1f}" for t in timestamps)
+        )
+    options = row.get("options") or []
+    instruction = getattr(args, f"instruction_{row.get('problem_type', 'free_form')}", "")
+    text = args.prompt_template.format(
+        timestamps=ts_text,
+        question=row["problem"],
+        options="".join(f"{o}\n" for o in options),
+        instruction=instruction,
+    ).strip()
+    messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+    return messages + [{"role": "user", "content": text}]
+
+
+def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):
+    """The training split: a ``kfgrpo tad`` folder (any split name) or a Hub dataset's ``split``."""
+    import datasets
+
+    split = split or args.dataset_train_split
+    if os.path.isdir(args.dataset_name):
+        ds = datasets.load_from_disk(args.dataset_name)
+        return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+    return datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
+
+
+def to_grpo_dataset(dataset, args: KFScriptArguments):
+    """Adds the ``prompt`` column, reading only text columns (frames are not decoded here)."""
+    cols = [c for c in ("problem", "options", "problem_type", "timestamps") if c in dataset.column_names]
+
+    def _map(*values):
+        return {"prompt": format_prompt(dict(zip(cols, values)), args)}
+
+    return dataset.map(_map, input_columns=cols, desc="prompts")

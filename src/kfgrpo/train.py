@@ -1,0 +1,71 @@
+"""``kfgrpo train --config RECIPE.yaml [--key value ...]``: the training entry point (TrlParser, open-r1 style)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config
+
+from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+from .rewards import get_reward_funcs
+
+logger = logging.getLogger(__name__)
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((KFScriptArguments, GRPOConfig, ModelConfig))
+
+
+def resolved_config(script_args, training_args, model_args) -> dict:
+    return dict(
+        script=dataclasses.asdict(script_args),
+        model=dataclasses.asdict(model_args),
+        training=json.loads(training_args.to_json_string()),
+    )
+
+
+def main(script_args: KFScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
+    if script_args.dry_run:
+        print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))
+        return None
+    from .trainer import KFGRPOTrainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    training_args.model_init_kwargs = {
+        **(training_args.model_init_kwargs or {}),
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype,
+        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
+    }
+    train = to_grpo_dataset(load_keyframe_dataset(script_args), script_args)
+    trainer = KFGRPOTrainer(
+        model=model_args.model_name_or_path,
+        reward_funcs=get_reward_funcs(script_args.reward_funcs),
+        args=training_args,
+        train_dataset=train,
+        peft_config=get_peft_config(model_args),
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint:
+        logger.info("Resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()  # trainer_state.json next to the final model
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["kfgrpo"])
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def cli(argv: list[str] | None = None):
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    return main(script_args, training_args, model_args)

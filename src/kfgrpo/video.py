@@ -1,0 +1,108 @@
+"""Video decoding with PyAV: probing, streaming decode of chosen frames, and pixel budgets shared with the processor.
+
+Frames are decoded in one forward pass over the stream (memory does not grow with video length) and only the frames
+that are kept are converted to RGB and resized, because the conversion costs several times the decode.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from PIL import Image
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be used: missing, unreadable, without a video stream, or too short."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    duration: float  # seconds
+    width: int
+    height: int
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, fps, duration and size of the first video stream (from the container header)."""
+    if not os.path.exists(path):
+        raise VideoError(f"file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise VideoError(f"empty file: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"no video stream (audio-only or not a video): {path}")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+            if not duration and container.duration:
+                duration = container.duration / av.time_base
+            num_frames = int(stream.frames) or int(round(duration * fps))
+            return VideoInfo(num_frames, fps, duration, stream.codec_context.width, stream.codec_context.height)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"cannot open video ({type(exc).__name__}: {exc}): {path}") from exc
+
+
+def fit_to_patches(
+    height: int, width: int, factor: int = 28, min_pixels: int = 28 * 28, max_pixels: int = 128 * 28 * 28
+) -> tuple[int, int]:
+    """(height, width) rounded to multiples of ``factor`` within ``[min_pixels, max_pixels]``.
+
+    This is the Qwen-VL processors' own ``smart_resize``: frames already at that size pass through the HF processor and
+    vLLM unchanged, so both tokenise them to the same number of visual tokens.
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def uniform_indices(num_frames: int, k: int) -> list[int]:
+    """qwen-vl-utils' uniform sampling: ``round(linspace(0, n - 1, k))``, de-duplicated, chronological."""
+    if num_frames <= 0 or k <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(k, num_frames))})
+
+
+def decode_frames(
+    path: str | os.PathLike, indices: list[int], size: tuple[int, int] | None = None, threads: int = 0
+) -> tuple[list[Image.Image], list[float], list[int]]:
+    """Decodes the frames at ``indices`` (decode order) in one streaming pass.
+
+    Returns ``(images, timestamps, indices_found)``; ``size`` is ``(height, width)``. Raises :class:`VideoError` when
+    the stream is corrupt or when none of the requested frames exist.
+    """
+    wanted = sorted(set(indices))
+    if not wanted:
+        return [], [], []
+    images, timestamps, found = [], [], []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if threads != 1:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = threads
+            it = iter(wanted)
+            target = next(it)
+            for i, frame in enumerate(container.decode(stream)):
+                if i < target:
+                    continue
+                if size is not None:
+                    frame = frame.reformat(width=size[1], height=size[0], format="rgb24")
+                images.append(frame.to_image())
+                timestamps.append(
+                    float(frame.pts * frame.time_base) if frame.pts is not None else i / float(stream.average_rate)
+                )
+                found.append(i)
+                target = next(it, None)
+                if target is None:
+                    break
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"corrupt video stream ({type(exc).__name__}: {exc}): {path}") from exc
+    if not images:
+        raise VideoError(f"no decodable frames: {path}")
+    return images, timestamps, found

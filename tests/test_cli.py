@@ -1,0 +1,67 @@
+import json
+
+from kfgrpo.cli import main
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("tiny-model", "synth", "tad", "train"):
+        assert cmd in out
+
+
+def test_unknown_command(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_synth_and_tiny_model_commands(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "synth",
+                "--output",
+                str(tmp_path / "s"),
+                "--num-videos",
+                "2",
+                "--seed",
+                "7",
+                "--families",
+                "count",
+                "order",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(x) for x in (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and rows[0]["id"].startswith("cs7-")
+    assert main(["tiny-model", "--output", str(tmp_path / "m"), "--arch", "qwen2_5_vl", "--size", "tiny"]) == 0
+    assert (
+        (tmp_path / "m" / "config.json").exists()
+        and (tmp_path / "m" / "processor_config.json").exists()
+        or (tmp_path / "m" / "preprocessor_config.json").exists()
+    )
+
+
+def test_tad_command_exit_codes(tmp_path, synth_train, capsys):
+    m = tmp_path / "m.jsonl"
+    m.write_text("{broken\n")
+    assert main(["tad", "--manifest", str(m), "--output", str(tmp_path / "o1"), "--num-frames", "2"]) == 1
+    assert "1 of 1 rows failed" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "tad",
+                "--manifest",
+                str(synth_train / "manifest.jsonl"),
+                "--output",
+                str(tmp_path / "o2"),
+                "--num-frames",
+                "2",
+                "--max-pixels",
+                "3136",
+            ]
+        )
+        == 0
+    )
+    assert "rows kept 24 / failed 0" in capsys.readouterr().out

@@ -1,0 +1,95 @@
+import json
+import pathlib
+
+import pytest
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from kfgrpo.data_utils import KFScriptArguments, format_prompt
+from kfgrpo.train import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_RECIPE = ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"
+
+
+def test_tiny_recipe_dry_run_parses_without_loading(capsys):
+    # The recipe's model folder need not exist: --dry_run loads nothing.
+    assert cli(["--config", str(TINY_RECIPE), "--dry_run", "--max_steps", "3"]) is None
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["script"]["dataset_name"] == "data/chronosynth/train-frames"
+    assert resolved["training"]["max_steps"] == 3  # CLI overrides YAML
+    assert resolved["training"]["num_generations"] == 4
+    assert resolved["model"]["model_name_or_path"] == "outputs/tiny-cpu/base-model"
+
+
+def test_unknown_recipe_key_fails(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY_RECIPE.read_text() + "\nnot_a_field: 1\n")
+    with pytest.raises(ValueError):
+        cli(["--config", str(bad), "--dry_run"])
+
+
+def test_format_prompt():
+    args = KFScriptArguments(dataset_name="x")
+    row = dict(
+        problem="Which object appeared first in the video?",
+        options=["A. red square", "B. blue disc"],
+        problem_type="multiple_choice",
+        timestamps=[0.0, 1.25, 2.5],
+    )
+    system, user = format_prompt(row, args)
+    assert system["role"] == "system" and "<answer>" in system["content"]
+    assert user == {
+        "role": "user",
+        "content": "The 3 frames were taken at seconds 0.0, 1.2, 2.5.\n"
+        "Which object appeared first in the video?\nA. red square\nB. blue disc\n"
+        "Answer with the option's letter.",
+    }
+    no_ts = KFScriptArguments(dataset_name="x", timestamps_template="", system_prompt=None)
+    (user,) = format_prompt(dict(row, problem_type="numerical", options=[]), no_ts)
+    assert user["content"] == "Which object appeared first in the video?\nAnswer with a single number."
+
+
+def _train_args(model, data, out, steps):
+    return [
+        "--config",
+        str(TINY_RECIPE),
+        "--model_name_or_path",
+        model,
+        "--dataset_name",
+        data,
+        "--output_dir",
+        out,
+        "--max_steps",
+        str(steps),
+        "--save_steps",
+        "2",
+        "--max_completion_length",
+        "8",
+        "--per_device_train_batch_size",
+        "4",
+        "--num_generations",
+        "2",
+        "--save_total_limit",
+        "2",
+    ]
+
+
+def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame_cache, tmp_path):
+    out = tmp_path / "run"
+    trainer = cli(_train_args(tiny_model_dir, str(frame_cache), str(out), steps=2))
+    assert trainer.state.global_step == 2
+    assert any("loss" in h for h in trainer.state.log_history)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "trainer_state.json", "README.md"):
+        assert (out / name).exists(), name
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(AutoProcessor.from_pretrained(out)).__name__ == "Qwen2_5_VLProcessor"
+    assert "kfgrpo" in (out / "README.md").read_text()
+    assert (out / "checkpoint-2").is_dir()
+
+    # Rerunning with more steps resumes from checkpoint-2 instead of starting over.
+    trainer = cli(_train_args(tiny_model_dir, str(frame_cache), str(out), steps=3))
+    assert trainer.state.global_step == 3
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+    steps_logged = [h["step"] for h in trainer.state.log_history if "loss" in h]
+    assert steps_logged == [1, 2, 3]  # step 1-2 restored from the checkpoint, only step 3 recomputed

@@ -1,0 +1,39 @@
+import pytest
+
+from kfgrpo.video import VideoError, decode_frames, fit_to_patches, probe, uniform_indices
+
+
+def test_probe(synth_train):
+    info = probe(synth_train / "videos" / "cs0-00000.mp4")
+    assert info.fps == 8 and (info.width, info.height) == (160, 120)
+    assert info.num_frames == round(info.duration * info.fps)
+
+
+def test_uniform_indices():
+    assert uniform_indices(100, 4) == [0, 33, 66, 99]
+    assert uniform_indices(3, 8) == [0, 1, 2]
+    assert uniform_indices(0, 8) == []
+
+
+def test_fit_to_patches_is_a_fixed_point():
+    h, w = fit_to_patches(120, 160, 28, 28 * 28, 128 * 28 * 28)
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 128 * 28 * 28
+    assert fit_to_patches(h, w, 28, 28 * 28, 128 * 28 * 28) == (h, w)
+
+
+def test_decode_frames(synth_train):
+    path = synth_train / "videos" / "cs0-00000.mp4"
+    images, ts, idx = decode_frames(path, [0, 10, 20], size=(56, 84))
+    assert idx == [0, 10, 20] and ts == [0.0, 1.25, 2.5]
+    assert all(im.size == (84, 56) and im.mode == "RGB" for im in images)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "not_a_video"])
+def test_bad_videos_raise_video_error(tmp_path, kind):
+    path = tmp_path / "v.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_a_video":
+        path.write_text("this is not a video\n" * 100)
+    with pytest.raises(VideoError):
+        probe(path)
