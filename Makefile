@@ -17,6 +17,7 @@ DEMO_MODEL  ?= outputs/tiny-cpu/base-model
 DEMO_DATA   ?= data/chronosynth
 DEMO_VIDEOS ?= 64
 DEMO_FRAMES ?= 8
+DEMO_TAD    ?= recipes/tad/events.yaml
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
@@ -37,7 +38,7 @@ $(VENV)/.setup-stamp: pyproject.toml uv.lock
 test: setup  ## Run the test suite (one pytest process, offline)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-frames/dataset_info.json  ## Build the tiny CPU demo's model and data
+demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json  ## Build the tiny CPU demo's model and data
 
 $(DEMO_MODEL)/config.json:
 	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --seed 0
@@ -45,8 +46,8 @@ $(DEMO_MODEL)/config.json:
 $(DEMO_DATA)/train/manifest.jsonl:
 	$(KFGRPO) synth --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0
 
-$(DEMO_DATA)/train-frames/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl
-	$(KFGRPO) tad --manifest $< --output $(DEMO_DATA)/train-frames --num-frames $(DEMO_FRAMES)
+$(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DEMO_TAD)
+	$(KFGRPO) tad --config $(DEMO_TAD) --manifest $< --output $(DEMO_DATA)/train-tad --num-frames $(DEMO_FRAMES)
 
 train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data)  ## Train a recipe (default: the tiny CPU demo)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-$(if $(findstring tiny-cpu,$(RECIPE)),1,0)} $(KFGRPO) train --config $(RECIPE) $(ARGS)

@@ -39,11 +39,38 @@ def synth_train(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def frame_cache(synth_train, tmp_path_factory):
-    """The frame cache of ``synth_train`` at K=4, 56×56-pixel budget (what the demo trains on, smaller)."""
-    from kfgrpo.cache import CacheConfig, build_frame_cache
+    """The TAD cache of ``synth_train`` at K=4 and a 56×56-pixel budget (what the demo trains on, smaller)."""
+    from kfgrpo.cache import CacheArgs, build_tad_cache
+    from kfgrpo.tad import TADConfig
 
-    out = tmp_path_factory.mktemp("frames")
-    build_frame_cache(
-        synth_train / "manifest.jsonl", out, CacheConfig(num_frames=4, max_pixels=56 * 56), progress=False
-    )
+    out = tmp_path_factory.mktemp("tad-cache")
+    args = CacheArgs(manifest=str(synth_train / "manifest.jsonl"), output=str(out), num_frames=4, shard_size=8)
+    build_tad_cache(args, TADConfig(max_pixels=56 * 56), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def segment_video():
+    """A factory: ``segment_video(path, colors, frames_per_segment=8, fps=8)`` writes constant-colour segments."""
+    return write_segment_video
+
+
+def write_segment_video(path, colors, frames_per_segment=8, fps=8, size=(64, 48), noise=0.0, seed=0):
+    """An H.264 video of constant-colour segments (one colour per segment), optionally with pixel noise."""
+    import numpy as np
+
+    from kfgrpo.synth import write_video
+
+    rng = np.random.default_rng(seed)
+
+    def frames():
+        for c in colors:
+            for _ in range(frames_per_segment):
+                f = np.empty((size[1], size[0], 3), np.float32)
+                f[:] = c
+                if noise:
+                    f += rng.normal(0, noise, f.shape)
+                yield np.clip(f, 0, 255).astype(np.uint8)
+
+    write_video(frames(), path, fps)
+    return path

@@ -1,32 +1,52 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import datasets
 import pytest
 from PIL import Image
 
-from kfgrpo.cache import CacheConfig, build_frame_cache
+from kfgrpo.cache import CacheArgs, build_tad_cache
+from kfgrpo.hub import tad_dataset_card
+from kfgrpo.tad import TADConfig
+
+SMALL = TADConfig(max_pixels=56 * 56)
+
+
+def _table(path):
+    return datasets.load_from_disk(str(path)).data.table
 
 
 def test_round_trip(frame_cache, synth_train):
     ds = datasets.load_from_disk(str(frame_cache))
     n = len((synth_train / "manifest.jsonl").read_text().splitlines())
     assert len(ds) == n
-    assert isinstance(ds.features["images"], datasets.List) and isinstance(
-        ds.features["images"].feature, datasets.Image
-    )
+    for col in ("images", "distractor_images"):
+        assert isinstance(ds.features[col], datasets.List) and isinstance(ds.features[col].feature, datasets.Image)
     row = ds[0]
     assert len(row["images"]) == 4 and all(isinstance(im, Image.Image) for im in row["images"])
+    assert len(row["distractor_images"]) == 2
     assert all(im.size[0] % 28 == 0 and im.size[1] % 28 == 0 for im in row["images"])
     assert row["timestamps"] == sorted(row["timestamps"]) and row["frame_indices"] == sorted(row["frame_indices"])
-    for col in ("id", "problem", "options", "solution", "problem_type", "event_timestamps"):
+    assert len(row["saliency"]) == len(row["is_apex"]) == 4 and all(0 <= s <= 1 for s in row["saliency"])
+    for col in ("id", "problem", "options", "solution", "problem_type", "event_timestamps", "events"):
         assert col in ds.column_names
-    assert json.loads(ds.info.description)["kfgrpo_frames"]["num_frames"] == 4
+    info = json.loads(ds.info.description)["kfgrpo_tad"]
+    assert info["num_frames"] == 4 and info["method"] == "tad" and info["config"]["max_pixels"] == 56 * 56
+    assert json.loads((frame_cache / "tad_config.json").read_text()) == json.loads(ds.info.description)
+    assert (frame_cache / "errors.jsonl").read_text() == ""
 
 
-def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train):
+def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video):
     good = (synth_train / "manifest.jsonl").read_text().splitlines()[:2]
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "text.mp4").write_text("not a video")
+    segment_video(tmp_path / "short.mp4", [(0, 0, 0)], frames_per_segment=1)
+    full = segment_video(tmp_path / "full.mp4", [(0, 0, 0), (200, 0, 0)], frames_per_segment=60)
+    (tmp_path / "truncated.mp4").write_bytes(full.read_bytes()[: os.path.getsize(full) // 2])
     base = dict(problem="q?", solution="A", problem_type="multiple_choice", options=["A. x"])
     lines = [
         json.loads(good[0]),
@@ -35,7 +55,9 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train):
         dict(base, id="missing", video="nope.mp4"),
         dict(base, id="empty", video="empty.mp4"),
         dict(base, id="text", video="text.mp4"),
-        dict(base, id="bad-type", video="empty.mp4", problem_type="essay"),
+        dict(base, id="short", video="short.mp4"),
+        dict(base, id="truncated", video="truncated.mp4"),
+        dict(base, id="bad-type", video="full.mp4", problem_type="essay"),
         json.loads(good[1]),
     ]
     for row in (lines[0], lines[-1]):
@@ -43,14 +65,100 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     out = tmp_path / "out"
-    summary = build_frame_cache(manifest, out, CacheConfig(num_frames=2, max_pixels=56 * 56), progress=False)
-    assert summary["kept"] == 2 and summary["failed"] == 6
+    summary = build_tad_cache(CacheArgs(str(manifest), str(out), num_frames=2, shard_size=3), SMALL, progress=False)
+    assert summary["kept"] == 2 and summary["failed"] == 8
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
-    assert [e["line"] for e in errors] == [2, 3, 4, 5, 6, 7]
-    assert [e["id"] for e in errors] == [None, None, "missing", "empty", "text", None]
+    assert [e["line"] for e in errors] == list(range(2, 10))
+    assert [e["id"] for e in errors] == [None, None, "missing", "empty", "text", "short", "truncated", None]
     reasons = " | ".join(e["reason"] for e in errors)
-    for word in ("malformed JSON", "missing fields: video", "not found", "empty file", "cannot open", "problem_type"):
+    for word in (
+        "malformed JSON",
+        "missing fields: video",
+        "not found",
+        "empty file",
+        "cannot open",
+        "too short",
+        "problem_type",
+    ):
         assert word in reasons
     assert len(datasets.load_from_disk(str(out))) == 2
-    with pytest.raises(RuntimeError, match="6 of 8 rows failed"):
-        build_frame_cache(manifest, tmp_path / "strict", CacheConfig(num_frames=2), strict=True, progress=False)
+    with pytest.raises(RuntimeError, match="8 of 10 rows failed"):
+        build_tad_cache(
+            CacheArgs(str(manifest), str(tmp_path / "strict"), num_frames=2, strict=True), SMALL, progress=False
+        )
+
+
+def test_all_rows_failing_is_an_error(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("{broken\n")
+    with pytest.raises(RuntimeError, match="1 of 1 rows failed"):
+        build_tad_cache(CacheArgs(str(manifest), str(tmp_path / "o")), SMALL, progress=False)
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, synth_train):
+    manifest = str(synth_train / "manifest.jsonl")
+    clean = tmp_path / "clean"
+    build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=4), SMALL, progress=False)
+
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "kfgrpo.cli",
+        "tad",
+        "--manifest",
+        manifest,
+        "--output",
+        str(out),
+        "--num_frames",
+        "3",
+        "--shard_size",
+        "4",
+        "--max_pixels",
+        str(56 * 56),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / ".kfgrpo-cache" / "shard-00001" / "done"
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the stage never finished a shard"
+    assert not (out / ".kfgrpo-cache" / "complete").exists(), "killed too late to test resumption"
+    summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)
+    assert summary["shards_reused"] >= 2 and summary["kept"] == 24
+    assert _table(out).equals(_table(clean))
+    # A finished run is not redone, and a different config is refused instead of mixing shards.
+    assert (
+        build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)[
+            "shards_reused"
+        ]
+        == 6
+    )
+    with pytest.raises(RuntimeError, match="another manifest or config"):
+        build_tad_cache(CacheArgs(manifest, str(out), num_frames=5, shard_size=4), SMALL, progress=False)
+
+
+def test_parallel_shards_give_the_same_dataset(tmp_path, synth_train, frame_cache):
+    out = tmp_path / "par"
+    args = CacheArgs(str(synth_train / "manifest.jsonl"), str(out), num_frames=4, shard_size=8, num_proc=2)
+    build_tad_cache(args, SMALL, progress=False)
+    assert _table(out).equals(_table(frame_cache))
+
+
+def test_plots_and_dataset_card(tmp_path, synth_train):
+    args = CacheArgs(
+        str(synth_train / "manifest.jsonl"),
+        str(tmp_path / "o"),
+        num_frames=4,
+        plot_dir=str(tmp_path / "plots"),
+        plot_samples=2,
+    )
+    summary = build_tad_cache(args, SMALL, progress=False)
+    pngs = sorted((tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 2 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    prov = json.loads((tmp_path / "o" / "tad_config.json").read_text())
+    card = tad_dataset_card(prov, summary, name="me/chronosynth-tad")
+    assert "# me/chronosynth-tad" in card and "kfgrpo" in card and "distractor_images" in card
+    assert "Rows kept: 24" in card and '"apex_fraction": 0.5' in card

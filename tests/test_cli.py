@@ -65,3 +65,10 @@ def test_tad_command_exit_codes(tmp_path, synth_train, capsys):
         == 0
     )
     assert "rows kept 24 / failed 0" in capsys.readouterr().out
+
+
+def test_tad_plot_command(tmp_path, synth_train, capsys):
+    video = synth_train / "videos" / "cs0-00000.mp4"
+    assert main(["tad-plot", str(video), "--num-frames", "4", "--output", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert "keyframes at" in capsys.readouterr().out

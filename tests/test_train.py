@@ -15,7 +15,7 @@ def test_tiny_recipe_dry_run_parses_without_loading(capsys):
     # The recipe's model folder need not exist: --dry_run loads nothing.
     assert cli(["--config", str(TINY_RECIPE), "--dry_run", "--max_steps", "3"]) is None
     resolved = json.loads(capsys.readouterr().out)
-    assert resolved["script"]["dataset_name"] == "data/chronosynth/train-frames"
+    assert resolved["script"]["dataset_name"] == "data/chronosynth/train-tad"
     assert resolved["training"]["max_steps"] == 3  # CLI overrides YAML
     assert resolved["training"]["num_generations"] == 4
     assert resolved["model"]["model_name_or_path"] == "outputs/tiny-cpu/base-model"

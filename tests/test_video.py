@@ -15,6 +15,19 @@ def test_uniform_indices():
     assert uniform_indices(0, 8) == []
 
 
+def test_fit_to_patches_matches_transformers_smart_resize():
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    for h, w in [(120, 160), (360, 640), (272, 640), (720, 1280), (28, 28), (10, 1000), (1080, 1920), (33, 47)]:
+        for factor, lo, hi in [
+            (28, 28 * 28, 128 * 28 * 28),
+            (28, 56 * 56, 56 * 56),
+            (32, 32 * 32, 256 * 32 * 32),
+            (28, 256 * 28 * 28, 1024 * 28 * 28),
+        ]:
+            assert fit_to_patches(h, w, factor, lo, hi) == smart_resize(h, w, factor, lo, hi), (h, w, factor)
+
+
 def test_fit_to_patches_is_a_fixed_point():
     h, w = fit_to_patches(120, 160, 28, 28 * 28, 128 * 28 * 28)
     assert h % 28 == 0 and w % 28 == 0 and h * w <= 128 * 28 * 28

@@ -1,41 +1,64 @@
-"""The frame-cache stage: manifest rows → selected frames → a Hugging Face dataset that training reads directly.
+"""The TAD cache stage: manifest rows → keyframes → a Hugging Face dataset that training reads without decoding video.
 
-One output row per usable manifest row: every manifest field passed through, plus ``images`` (``List(Image())``,
-chronological), ``timestamps`` (seconds) and ``frame_indices``. Rows that cannot be used (malformed JSON, missing
-fields, unreadable videos) are written to ``errors.jsonl`` with their line number and reason, and skipped: the good
-rows always finish. Relative ``video`` paths are resolved against the manifest's folder.
+``build_tad_cache(manifest, output, args, tad_config)`` writes a dataset that ``datasets.load_from_disk(output)``
+reads: one row per usable manifest row, every manifest field passed through, plus ``images`` (``List(Image())``,
+chronological), ``timestamps``, ``frame_indices``, ``saliency``, ``is_apex``, ``distractor_images`` and
+``distractor_timestamps`` (the lowest-saliency candidates, for content probes). The TAD configuration is recorded in
+the dataset info (``description``, JSON) and in ``tad_config.json``.
+
+Bad input never stops the stage: a row whose manifest line is malformed or lacks fields, or whose video is missing,
+empty, truncated, not a video, audio-only or too short, goes to ``errors.jsonl`` (``id`` if known, ``line``,
+``reason``) and is skipped. The work is split into shards of ``shard_size`` manifest lines; each finished shard is
+committed atomically under ``output/.kfgrpo-cache/``, so rerunning the same command after a crash (even ``kill -9``)
+skips finished shards and yields the same dataset as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
-from .video import VideoError, decode_frames, fit_to_patches, probe, uniform_indices
+from .tad.config import METHODS, TADConfig
+from .video import VideoError
 
 REQUIRED_FIELDS = ("id", "video", "problem", "solution", "problem_type")
 PROBLEM_TYPES = ("multiple_choice", "numerical", "free_form", "temporal_grounding")
-METHODS = ("uniform",)
+STATE_DIR = ".kfgrpo-cache"
 
 
 @dataclass
-class CacheConfig:
-    """How frames are chosen and sized for the cache."""
+class CacheArgs:
+    """Arguments of ``kfgrpo tad`` (the TAD knobs themselves are ``TADConfig`` fields)."""
 
-    num_frames: int = field(default=8, metadata={"help": "Frames kept per video (K)."})
-    method: str = field(default="uniform", metadata={"help": f"Frame selection method, one of {METHODS}."})
-    min_pixels: int = field(default=28 * 28, metadata={"help": "Fewest pixels per kept frame."})
-    max_pixels: int = field(default=128 * 28 * 28, metadata={"help": "Most pixels per kept frame."})
-    patch_factor: int = field(default=28, metadata={"help": "Frame sides are multiples of this (patch × merge)."})
+    manifest: str = field(metadata={"help": "Canonical manifest (JSONL); relative video paths resolve against it."})
+    output: str = field(metadata={"help": "Output folder; `datasets.load_from_disk(output)` reads the result."})
+    num_frames: int = field(default=16, metadata={"help": "Keyframes per video (K)."})
+    method: str = field(default="tad", metadata={"help": f"Selection method, one of {METHODS}."})
+    num_proc: int = field(default=1, metadata={"help": "Worker processes (shards run in parallel)."})
+    shard_size: int = field(default=256, metadata={"help": "Manifest lines per shard (the unit of resumption)."})
+    strict: bool = field(default=False, metadata={"help": "Exit non-zero if any row fails."})
+    query_aware: bool = field(
+        default=False, metadata={"help": "Pass each row's `problem` as the query (hf: encoders with a text tower)."}
+    )
+    plot_dir: str | None = field(default=None, metadata={"help": "Write `tad-plot` PNGs of a few rows here."})
+    plot_samples: int = field(default=4, metadata={"help": "How many videos `--plot_dir` draws."})
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "Hub dataset repo to upload to, with a dataset card (token from HF login)."}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
-        if self.num_frames < 1:
-            raise ValueError("num_frames must be >= 1")
+        if self.num_frames < 1 or self.shard_size < 1 or self.num_proc < 1:
+            raise ValueError("num_frames, shard_size and num_proc must be >= 1")
 
 
 class RowError(ValueError):
@@ -54,67 +77,235 @@ def parse_manifest_line(line: str) -> dict:
         raise RowError(f"missing fields: {', '.join(missing)}")
     if row["problem_type"] not in PROBLEM_TYPES:
         raise RowError(f"unknown problem_type {row['problem_type']!r}; expected one of {PROBLEM_TYPES}")
+    if not isinstance(row.get("options", []), list):
+        raise RowError("options must be a list")
     row.setdefault("options", [])
     row["solution"] = str(row["solution"])
     return row
 
 
-def select_row_frames(video_path: str, config: CacheConfig) -> dict:
-    """The cached columns for one video: images, timestamps, frame_indices."""
-    info = probe(video_path)
-    if info.num_frames < 1:
-        raise VideoError(f"video has no frames: {video_path}")
-    indices = uniform_indices(info.num_frames, config.num_frames)
-    size = fit_to_patches(info.height, info.width, config.patch_factor, config.min_pixels, config.max_pixels)
-    images, timestamps, found = decode_frames(video_path, indices, size=size)
-    return dict(images=images, timestamps=timestamps, frame_indices=found)
+def selection_columns(selection) -> dict:
+    return dict(
+        images=selection.frames,
+        timestamps=selection.timestamps,
+        frame_indices=selection.frame_indices,
+        saliency=selection.saliency,
+        is_apex=selection.is_apex,
+        distractor_images=selection.distractor_frames,
+        distractor_timestamps=selection.distractor_timestamps,
+    )
 
 
-def build_frame_cache(
-    manifest: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    config: CacheConfig,
-    strict: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Runs the stage; returns the summary ``{"kept", "failed", "seconds"}``. See the module docstring."""
+def _features():
     import datasets
-    from tqdm.auto import tqdm
 
-    start = time.perf_counter()
-    manifest = Path(manifest)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = manifest.read_text().splitlines()
+    return {
+        "images": datasets.List(datasets.Image()),
+        "timestamps": datasets.List(datasets.Value("float64")),
+        "frame_indices": datasets.List(datasets.Value("int64")),
+        "saliency": datasets.List(datasets.Value("float64")),
+        "is_apex": datasets.List(datasets.Value("bool")),
+        "distractor_images": datasets.List(datasets.Image()),
+        "distractor_timestamps": datasets.List(datasets.Value("float64")),
+    }
+
+
+def _process_shard(task: dict) -> dict:
+    """Selects frames for one shard's lines and commits the shard (data, errors, done marker) atomically."""
+    import datasets
+
+    from .tad import select_keyframes
+
+    cfg = TADConfig(**task["tad_config"])
+    shard_dir = Path(task["shard_dir"])
+    base = Path(task["manifest_dir"])
     rows, errors = [], []
-    for lineno, line in enumerate(tqdm(lines, desc="frames", disable=not progress), start=1):
-        if not line.strip():
-            continue
+    cache: dict[str, object] = {}  # query-free selections are shared by the rows of one video
+    for lineno, line in task["lines"]:
         row_id = None
         try:
             row = parse_manifest_line(line)
             row_id = row["id"]
-            video = row["video"] if os.path.isabs(row["video"]) else str(manifest.parent / row["video"])
-            rows.append({**row, **select_row_frames(video, config)})
+            video = row["video"] if os.path.isabs(row["video"]) else str(base / row["video"])
+            query = row["problem"] if task["query_aware"] else None
+            key = f"{video}\0{query}"
+            if key not in cache:
+                cache.clear()  # rows of a video are adjacent; keep one video's frames in memory
+                try:
+                    seed = int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16)  # method="gumbel" only
+                    cache[key] = select_keyframes(
+                        video, task["num_frames"], method=task["method"], query=query, config=cfg, seed=seed
+                    )
+                except VideoError as exc:
+                    cache[key] = exc
+            if isinstance(cache[key], VideoError):
+                raise cache[key]
+            rows.append({**row, **selection_columns(cache[key])})
         except (RowError, VideoError) as exc:
             errors.append(dict(id=row_id, line=lineno, reason=str(exc)))
-    if not rows or (strict and errors):
+    tmp = shard_dir.with_name(shard_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if rows:
+        ds = datasets.Dataset.from_list(rows)
+        ds = ds.cast(datasets.Features({**ds.features, **_features()}))
+        ds.save_to_disk(str(tmp / "data"))
+    with open(tmp / "errors.jsonl", "w") as fh:
+        for e in errors:
+            fh.write(json.dumps(e) + "\n")
+    (tmp / "done").write_text(json.dumps(dict(kept=len(rows), failed=len(errors))))
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    os.replace(tmp, shard_dir)  # the shard exists only once it is complete
+    return dict(shard=shard_dir.name, kept=len(rows), failed=len(errors), lines=len(task["lines"]))
+
+
+def _fingerprint(manifest_bytes: bytes, args: CacheArgs, cfg: TADConfig) -> str:
+    spec = dict(
+        num_frames=args.num_frames,
+        method=args.method,
+        shard_size=args.shard_size,
+        query_aware=args.query_aware,
+        tad=cfg.to_dict(),
+    )
+    return hashlib.sha256(manifest_bytes + json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def provenance(args: CacheArgs, cfg: TADConfig) -> dict:
+    from . import __version__
+
+    return {
+        "kfgrpo_tad": dict(
+            method=args.method,
+            num_frames=args.num_frames,
+            query_aware=args.query_aware,
+            config=cfg.to_dict(),
+            manifest=os.path.basename(args.manifest),
+            kfgrpo_version=__version__,
+        )
+    }
+
+
+def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: bool = True) -> dict:
+    """Runs the stage; returns the summary ``{"kept", "failed", "seconds", "shards_reused"}``."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    cfg = config or TADConfig()
+    start = time.perf_counter()
+    manifest = Path(args.manifest)
+    out = Path(args.output)
+    state = out / STATE_DIR
+    raw = manifest.read_bytes()
+    fingerprint = _fingerprint(raw, args, cfg)
+    run_file = state / "run.json"
+    if run_file.exists() and json.loads(run_file.read_text())["fingerprint"] != fingerprint:
+        raise RuntimeError(f"{out} holds a run with another manifest or config; choose a new --output or delete it")
+    state.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(dict(fingerprint=fingerprint, manifest=str(manifest.resolve()))))
+
+    lines = [
+        (i, line) for i, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1) if line.strip()
+    ]
+    shards = [lines[i : i + args.shard_size] for i in range(0, len(lines), args.shard_size)]
+    shard_dirs = [state / f"shard-{i:05d}" for i in range(len(shards))]
+    complete = (state / "complete").exists()
+    pending = [] if complete else [i for i, d in enumerate(shard_dirs) if not (d / "done").exists()]
+    reused = len(shards) - len(pending)
+    tasks = [
+        dict(
+            lines=shards[i],
+            shard_dir=str(shard_dirs[i]),
+            manifest_dir=str(manifest.parent),
+            num_frames=args.num_frames,
+            method=args.method,
+            query_aware=args.query_aware,
+            tad_config=cfg.to_dict(),
+        )
+        for i in pending
+    ]
+    done_lines = sum(len(shards[i]) for i in range(len(shards)) if i not in set(pending))
+    bar = tqdm(total=len(lines), initial=done_lines, desc="tad", unit="row", disable=not progress)
+    if args.num_proc > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=args.num_proc, mp_context=get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_process_shard, t) for t in tasks]):
+                bar.update(fut.result()["lines"])
+    else:
+        for t in tasks:
+            bar.update(_process_shard(t)["lines"])
+    bar.close()
+
+    if not complete:
+        errors, parts = [], []
+        for d in shard_dirs:
+            errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
+            if (d / "data").exists():
+                parts.append(datasets.load_from_disk(str(d / "data")))
         _write_errors(out, errors)
-        raise RuntimeError(f"{len(errors)} of {len(errors) + len(rows)} rows failed; see {out / 'errors.jsonl'}")
-    ds = datasets.Dataset.from_list(rows)
-    if not isinstance(ds.features["images"], datasets.List) or not isinstance(
-        ds.features["images"].feature, datasets.Image
-    ):
-        ds = ds.cast_column("images", datasets.List(datasets.Image()))
-    ds.info.description = json.dumps({"kfgrpo_frames": asdict(config)})
-    ds.save_to_disk(str(out))
-    _write_errors(out, errors)
-    summary = dict(kept=len(rows), failed=len(errors), seconds=round(time.perf_counter() - start, 2))
+        if not parts or (args.strict and errors):
+            raise RuntimeError(f"{len(errors)} of {len(lines)} rows failed; see {out / 'errors.jsonl'}")
+        ds = datasets.concatenate_datasets(parts)
+        ds.info.description = json.dumps(provenance(args, cfg))
+        tmp = state / "merged.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ds.save_to_disk(str(tmp))
+        for f in tmp.iterdir():  # move the finished dataset into place, next to errors.jsonl and the state folder
+            os.replace(f, out / f.name)
+        tmp.rmdir()
+        (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
+        (state / "complete").write_text(json.dumps(dict(kept=len(ds), failed=len(errors))))
+        for d in shard_dirs:  # keep the markers, drop the duplicate frames
+            shutil.rmtree(d / "data", ignore_errors=True)
+    counts = json.loads((state / "complete").read_text())
+    if args.strict and counts["failed"]:
+        raise RuntimeError(
+            f"{counts['failed']} of {counts['failed'] + counts['kept']} rows failed; see {out / 'errors.jsonl'}"
+        )
+    summary = dict(
+        kept=counts["kept"],
+        failed=counts["failed"],
+        seconds=round(time.perf_counter() - start, 2),
+        shards_reused=reused,
+    )
     (out / "summary.json").write_text(json.dumps(summary))
+    if args.plot_dir:
+        plot_samples(args, cfg)
+    if args.push_to_hub:
+        from .hub import push_tad_dataset
+
+        push_tad_dataset(out, args.push_to_hub, provenance(args, cfg), summary, private=args.hub_private)
     return summary
 
 
+def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:
+    """``tad-plot`` pictures of the first ``plot_samples`` distinct videos of the manifest."""
+    from .tad import select_keyframes
+    from .tad.plot import plot_selection
+
+    out = Path(args.plot_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Path(args.manifest)
+    seen, written = set(), []
+    for line in manifest.read_text().splitlines():
+        if len(written) >= args.plot_samples:
+            break
+        try:
+            row = parse_manifest_line(line)
+        except RowError:
+            continue
+        video = row["video"] if os.path.isabs(row["video"]) else str(manifest.parent / row["video"])
+        if video in seen:
+            continue
+        seen.add(video)
+        try:
+            sel = select_keyframes(video, args.num_frames, method=args.method, config=cfg)
+        except VideoError:
+            continue
+        written.append(plot_selection(sel, out / f"{Path(video).stem}.png", title=f"{row['id']}: {row['problem']}"))
+    return written
+
+
 def _write_errors(out: Path, errors: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "errors.jsonl", "w") as fh:
-        for e in errors:
+        for e in sorted(errors, key=lambda e: e["line"]):
             fh.write(json.dumps(e) + "\n")

@@ -2,11 +2,13 @@
 
     kfgrpo tiny-model --output DIR [--arch qwen2_5_vl|qwen3_vl] [--size tiny|small] [--seed S]
     kfgrpo synth      --output DIR --num-videos N [--seed S] [ChronoSynth knobs]
-    kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [...]
+    kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [--candidate-fps F] [--encoder pixel|hf:...]
+                      [--config recipes/tad/events.yaml]
+    kfgrpo tad-plot   VIDEO --num-frames K --output PNG
     kfgrpo train      --config RECIPE.yaml [--key value ...]
 
-Every subcommand's arguments come from dataclass fields (``--help`` lists them with their help text); ``train`` goes
-through TRL's ``TrlParser`` so recipes are YAML files of the same fields.
+Every subcommand's arguments come from dataclass fields (``--help`` lists them with their help text), parsed by TRL's
+``TrlParser``: ``--config FILE.yaml`` supplies defaults for any of them, and flags override the file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 COMMANDS = {
     "tiny-model": "Build an offline random-weight Qwen-VL model + processor.",
     "synth": "Generate ChronoSynth videos and their manifest.",
-    "tad": "Select keyframes for every manifest row and cache them as a Hugging Face dataset.",
+    "tad": "Select keyframes (TAD) for every manifest row and cache them as a Hugging Face dataset.",
+    "tad-plot": "Draw one video's variation curve, apexes and selected keyframes as a PNG.",
     "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
 }
 
@@ -45,17 +48,20 @@ class SynthArgs:
 
 
 @dataclass
-class CacheArgs:
-    manifest: str = field(metadata={"help": "Canonical manifest (JSONL)."})
-    output: str = field(metadata={"help": "Output folder; `datasets.load_from_disk(output)` reads the result."})
-    strict: bool = field(default=False, metadata={"help": "Fail (exit 1) if any row fails."})
+class TadPlotArgs:
+    video: str = field(metadata={"help": "Video file."})
+    output: str = field(metadata={"help": "PNG to write."})
+    num_frames: int = field(default=16, metadata={"help": "Keyframes (K)."})
+    method: str = field(default="tad", metadata={"help": "tad, uniform or gumbel."})
+    query: str | None = field(default=None, metadata={"help": "Question, for query-aware selection (hf: encoders)."})
 
 
 def _parse(dataclasses_, argv, prog):
-    from transformers import HfArgumentParser
+    """Dataclass arguments from the command line, with TrlParser's ``--config FILE.yaml`` for defaults."""
+    from trl import TrlParser
 
-    parser = HfArgumentParser(dataclasses_, prog=prog)
-    return parser.parse_args_into_dataclasses(args=argv)
+    parser = TrlParser(dataclasses_, prog=prog)
+    return parser.parse_args_and_config(args=argv)
 
 
 def _tiny_model(argv):
@@ -76,18 +82,34 @@ def _synth(argv):
 
 
 def _tad(argv):
-    from .cache import CacheConfig, build_frame_cache
+    from .cache import CacheArgs, build_tad_cache
+    from .tad import TADConfig
 
-    args, config = _parse((CacheArgs, CacheConfig), argv, "kfgrpo tad")
+    args, config = _parse((CacheArgs, TADConfig), argv, "kfgrpo tad")
     try:
-        summary = build_frame_cache(args.manifest, args.output, config, strict=args.strict)
+        summary = build_tad_cache(args, config)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"rows kept {summary['kept']} / failed {summary['failed']} / {summary['seconds']} s -> {args.output}")
+    reused = f" ({summary['shards_reused']} finished shard(s) reused)" if summary["shards_reused"] else ""
+    print(
+        f"rows kept {summary['kept']} / failed {summary['failed']} / {summary['seconds']} s{reused} -> {args.output}"
+    )
     if summary["failed"]:
         print(f"failed rows and reasons: {os.path.join(args.output, 'errors.jsonl')}")
     return 0
+
+
+def _tad_plot(argv):
+    from .tad import TADConfig, select_keyframes
+    from .tad.plot import plot_selection
+
+    if argv and not argv[0].startswith("-"):  # `kfgrpo tad-plot VIDEO ...`
+        argv = ["--video", argv[0], *argv[1:]]
+    args, config = _parse((TadPlotArgs, TADConfig), argv, "kfgrpo tad-plot")
+    sel = select_keyframes(args.video, args.num_frames, method=args.method, query=args.query, config=config)
+    plot_selection(sel, args.output, title=f"{os.path.basename(args.video)}: {args.method}, K={args.num_frames}")
+    print(f"keyframes at {', '.join(f'{t:.2f}' for t in sel.timestamps)} s -> {args.output}")
 
 
 def _train(argv):
@@ -96,7 +118,7 @@ def _train(argv):
     cli(argv)
 
 
-HANDLERS = {"tiny-model": _tiny_model, "synth": _synth, "tad": _tad, "train": _train}
+HANDLERS = {"tiny-model": _tiny_model, "synth": _synth, "tad": _tad, "tad-plot": _tad_plot, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

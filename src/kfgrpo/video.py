@@ -6,6 +6,7 @@ that are kept are converted to RGB and resized, because the conversion costs sev
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -53,12 +54,24 @@ def fit_to_patches(
 ) -> tuple[int, int]:
     """(height, width) rounded to multiples of ``factor`` within ``[min_pixels, max_pixels]``.
 
-    This is the Qwen-VL processors' own ``smart_resize``: frames already at that size pass through the HF processor and
-    vLLM unchanged, so both tokenise them to the same number of visual tokens.
+    This is the rule of the Qwen-VL processors' ``smart_resize``: frames already at that size pass through the HF
+    processor and vLLM unchanged, so both tokenise them to the same number of visual tokens. It is restated here
+    because importing it from transformers costs ~200 MiB and seconds in the frame stage, which needs nothing else
+    from transformers; ``tests/test_video.py`` checks it against transformers' function.
     """
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio must be < 200, got {max(height, width) / min(height, width)}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 def uniform_indices(num_frames: int, k: int) -> list[int]:

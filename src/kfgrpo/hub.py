@@ -1,0 +1,83 @@
+"""Hugging Face Hub: dataset cards for TAD caches and uploads. The token comes only from the environment / `hf auth
+login`; it is never written to disk or logs by kfgrpo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DATASET_CARD = """---
+tags:
+- kfgrpo
+- video
+- keyframes
+- temporal-apex-distillation
+---
+
+# {name}
+
+Keyframes selected by **{method}** (kfgrpo {version}) from the videos of `{manifest}`: {num_frames} frames per video,
+chronological, with timestamps (seconds), per-frame saliency in [0, 1] and apex flags, plus the lowest-saliency
+candidates as `distractor_images` for content probes. Training reads the frames directly; no video is decoded.
+
+Rows kept: {kept}; rows that failed (bad video or manifest line, listed in `errors.jsonl` of the producing run): {failed}.
+
+## Selection
+
+Temporal Apex Distillation scores frame-to-frame change over candidates sampled at {candidate_fps} fps (at most
+{max_candidates}), finds its apexes (local maxima with NMS and threshold κ = {apex_threshold}) and keeps the apexes
+first (up to ⌈ρK⌉, ρ = {apex_fraction}), then fills the remaining slots by inverse-transform sampling on P^γ
+(γ = {fill_gamma}) between them. Features: `{encoder}`. Frames are resized to multiples of {patch_factor} pixels
+within [{min_pixels}, {max_pixels}] pixels.
+
+## Columns
+
+`images`, `timestamps`, `frame_indices`, `saliency`, `is_apex`, `distractor_images`, `distractor_timestamps`, and
+every column of the source manifest (`id`, `video`, `problem`, `options`, `solution`, `problem_type`, ...).
+
+## Full configuration
+
+```json
+{config_json}
+```
+"""
+
+
+def tad_dataset_card(provenance: dict, summary: dict, name: str = "TAD keyframe cache") -> str:
+    p = provenance["kfgrpo_tad"]
+    cfg = p["config"]
+    return DATASET_CARD.format(
+        name=name,
+        method=p["method"],
+        version=p["kfgrpo_version"],
+        manifest=p["manifest"],
+        num_frames=p["num_frames"],
+        kept=summary["kept"],
+        failed=summary["failed"],
+        config_json=json.dumps(provenance, indent=2),
+        **{
+            k: cfg[k]
+            for k in (
+                "candidate_fps",
+                "max_candidates",
+                "apex_threshold",
+                "apex_fraction",
+                "fill_gamma",
+                "encoder",
+                "patch_factor",
+                "min_pixels",
+                "max_pixels",
+            )
+        },
+    )
+
+
+def push_tad_dataset(path: str | Path, repo_id: str, provenance: dict, summary: dict, private: bool = False) -> str:
+    """Uploads the dataset at ``path`` and its card to ``repo_id``; returns the repo URL."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    ds = datasets.load_from_disk(str(path))
+    ds.push_to_hub(repo_id, private=private)
+    DatasetCard(tad_dataset_card(provenance, summary, name=repo_id)).push_to_hub(repo_id)
+    return f"https://huggingface.co/datasets/{repo_id}"

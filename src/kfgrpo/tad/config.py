@@ -1,0 +1,127 @@
+"""``TADConfig``: every constant of Temporal Apex Distillation, with the defaults of the method spec (§2.6)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+METHODS = ("tad", "uniform", "gumbel")
+
+
+@dataclass
+class TADConfig:
+    """Knobs of Temporal Apex Distillation. Candidate positions are counted in candidates, not video frames."""
+
+    # Candidates
+    candidate_fps: float = field(default=2.0, metadata={"help": "Candidate frames per second of video (fps_c)."})
+    max_candidates: int = field(
+        default=256, metadata={"help": "Cap on candidates per video (N_max); longer videos are sampled sparser."}
+    )
+    min_video_frames: int = field(
+        default=2, metadata={"help": "Videos with fewer decodable frames are rejected as too short."}
+    )
+    truncation_tolerance: float = field(
+        default=0.9,
+        metadata={"help": "Reject a video as truncated when fewer than this fraction of its declared frames decode."},
+    )
+    decode_threads: int = field(default=0, metadata={"help": "Decoder threads (0 = FFmpeg's choice)."})
+    decode_thread_type: str = field(
+        default="SLICE", metadata={"help": "PyAV thread type: SLICE, FRAME or AUTO (SLICE measured fastest here)."}
+    )
+    # Features
+    encoder: str = field(
+        default="pixel",
+        metadata={"help": "Frame features: `pixel` (colour layout + histogram) or `hf:<path-or-id>` (CLIP/SigLIP)."},
+    )
+    pixel_grid: int = field(default=8, metadata={"help": "Pixel features: colour layout grid (g×g blocks per plane)."})
+    pixel_hist_bins: int = field(default=4, metadata={"help": "Pixel features: histogram bins per YUV channel."})
+    pixel_hist_weight: float = field(
+        default=0.7, metadata={"help": "Pixel features: weight of the histogram part against the layout part."}
+    )
+    pixel_hist_power: float = field(
+        default=0.25,
+        metadata={"help": "Pixel features: histogram power (<1 lets small objects weigh more; 0.5 = Hellinger)."},
+    )
+    pixel_hist_floor: float = field(
+        default=0.005,
+        metadata={
+            "help": "Pixel features: histogram mass below this fraction of the frame is dropped (edge and "
+            "compression noise)."
+        },
+    )
+    hf_batch_size: int = field(default=32, metadata={"help": "hf encoder: candidates per forward pass."})
+    hf_device: str | None = field(default=None, metadata={"help": "hf encoder device (default: cuda if available)."})
+    # Stage 1: variation scoring
+    scales: list[int] = field(
+        default_factory=lambda: [1, 2, 4], metadata={"help": "Lags k of the multi-scale change."}
+    )
+    scale_weights: list[float] = field(
+        default_factory=lambda: [0.5, 0.3, 0.2], metadata={"help": "Weights w_k of the lags."}
+    )
+    smoothing_sigma: float = field(default=1.0, metadata={"help": "Gaussian smoothing σ_s, in candidates."})
+    mad_scale: float = field(default=1.4826, metadata={"help": "MAD → standard deviation factor."})
+    norm_eps: float = field(default=1e-6, metadata={"help": "ε of the robust normalisation."})
+    # Stage 2: apex (inflection) detection
+    apex_threshold: float = field(default=0.5, metadata={"help": "κ: an apex needs normalised variation > κ."})
+    nms_window: int | None = field(
+        default=None, metadata={"help": "NMS half-window w in candidates (default max(1, ⌊N/(2K)⌋))."}
+    )
+    curvature_threshold: float = field(
+        default=0.0, metadata={"help": "τ_a: an apex needs curvature ṽ[t+1] − 2ṽ[t] + ṽ[t−1] < −τ_a."}
+    )
+    soft_tau1: float = field(default=0.5, metadata={"help": "τ_1 of the soft apex score (threshold gate)."})
+    soft_tau2: float = field(default=0.05, metadata={"help": "τ_2 of the soft apex score (local-max gate)."})
+    soft_delta: float = field(default=1e-3, metadata={"help": "δ of the soft apex score."})
+    # Stage 3: prioritized distillation
+    lambda_variation: float = field(default=1.0, metadata={"help": "λ_v: weight of max(v̂, 0) in the priority."})
+    variation_clip: float | None = field(
+        default=None,
+        metadata={
+            "help": "Clip v̂⁺ at this value in the priority, so one huge change (a cut) does not outweigh "
+            "several ordinary events; null = no clip."
+        },
+    )
+    lambda_apex: float = field(default=1.0, metadata={"help": "λ_a: weight of the soft apex score."})
+    lambda_query: float = field(
+        default=0.5, metadata={"help": "λ_q: weight of query relevance (used only with a query and an hf encoder)."}
+    )
+    apex_fraction: float = field(default=0.5, metadata={"help": "ρ: apexes fill at most ⌈ρK⌉ slots."})
+    fill_gamma: float = field(default=2.0, metadata={"help": "γ: fill slots sample the priority density P^γ."})
+    fill_uniform_mix: float = field(
+        default=0.0,
+        metadata={"help": "β: fill density (1 − β)·P^γ/mean(P^γ) + β; β > 0 keeps calm stretches covered."},
+    )
+    min_gap: int = field(default=1, metadata={"help": "Minimum distance between selected candidates."})
+    use_anchors: bool = field(
+        default=True, metadata={"help": "First and last candidates bound the fill segments (coverage of the ends)."}
+    )
+    gumbel_tau: float = field(default=0.1, metadata={"help": "Temperature of method='gumbel' sampling on saliency."})
+    # Output frames
+    num_distractors: int | None = field(
+        default=None, metadata={"help": "Lowest-saliency candidates kept as distractors (default ⌈K/2⌉)."}
+    )
+    min_pixels: int = field(default=28 * 28, metadata={"help": "Fewest pixels per output frame."})
+    max_pixels: int = field(default=128 * 28 * 28, metadata={"help": "Most pixels per output frame."})
+    resize_interpolation: str = field(
+        default="AREA",
+        metadata={
+            "help": "swscale filter for output frames (AREA: antialiased downscaling, and faster than BILINEAR)."
+        },
+    )
+    patch_factor: int = field(
+        default=28, metadata={"help": "Output sides are multiples of this: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL."}
+    )
+
+    def __post_init__(self):
+        if len(self.scales) != len(self.scale_weights):
+            raise ValueError("scales and scale_weights must have the same length")
+        if self.candidate_fps <= 0 or self.max_candidates < 1:
+            raise ValueError("candidate_fps must be > 0 and max_candidates >= 1")
+        if not 0.0 <= self.apex_fraction <= 1.0:
+            raise ValueError("apex_fraction must be in [0, 1]")
+        if self.decode_thread_type not in ("SLICE", "FRAME", "AUTO"):
+            raise ValueError("decode_thread_type must be SLICE, FRAME or AUTO")
+        if self.encoder != "pixel" and not self.encoder.startswith("hf:"):
+            raise ValueError(f"encoder must be 'pixel' or 'hf:<path-or-id>', got {self.encoder!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,219 @@
+"""``select_keyframes``: one video in, K chronological keyframes (with timestamps and saliency) out.
+
+Candidates are decoded in one streaming pass at ``candidate_fps`` (capped at ``max_candidates``); features come from
+the decoder's YUV planes (``pixel``) or a transformers encoder (``hf:...``). The decoded candidates are held, not
+converted; only the K kept frames and the distractors are converted to RGB, already at a patch-aligned size inside
+``[min_pixels, max_pixels]`` so that the HF processor and vLLM see identical frames. Memory is bounded by
+``max_candidates`` decoded frames, whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+
+import av
+import numpy as np
+from PIL import Image
+
+from ..video import VideoError, VideoInfo, fit_to_patches, probe, uniform_indices
+from .config import METHODS, TADConfig
+from .features import PixelFeatures, get_hf_encoder
+from .stages import default_window, detect_apexes, distill, priority_scores, soft_apex_score, uniform_positions
+from .stages import variation_scores as _variation
+
+
+@dataclass
+class CandidateCurve:
+    """TAD's per-candidate signals (all arrays of length N)."""
+
+    frame_indices: np.ndarray
+    timestamps: np.ndarray
+    variation: np.ndarray  # v: raw multi-scale change
+    smoothed: np.ndarray  # ṽ
+    normalized: np.ndarray  # v̂
+    apex_score: np.ndarray  # α (soft)
+    priority: np.ndarray  # P
+    saliency: np.ndarray  # s = min-max(P) in [0, 1]
+    apexes: np.ndarray  # candidate positions of the detected apexes
+    relevance: np.ndarray | None = None  # query relevance r̂ (hf encoder with a text tower and a query)
+
+
+@dataclass
+class Selection:
+    """The keyframes of one video, chronological; ``frames`` are RGB PIL images at the output size."""
+
+    frame_indices: list[int]
+    timestamps: list[float]
+    saliency: list[float]
+    is_apex: list[bool]
+    frames: list[Image.Image]
+    curve: CandidateCurve
+    distractor_indices: list[int] = field(default_factory=list)
+    distractor_timestamps: list[float] = field(default_factory=list)
+    distractor_saliency: list[float] = field(default_factory=list)
+    distractor_frames: list[Image.Image] = field(default_factory=list)
+    method: str = "tad"
+    info: VideoInfo | None = None
+    positions: np.ndarray | None = None  # candidate positions of the keyframes
+
+
+def candidate_indices(info: VideoInfo, candidate_fps: float, max_candidates: int) -> list[int]:
+    """Frames on a regular grid at ``candidate_fps``; spread uniformly over the video when that exceeds the cap."""
+    step = info.fps / candidate_fps if info.fps > 0 else 1.0
+    grid = np.unique(np.round(np.arange(0, info.num_frames, max(step, 1.0))).astype(int))
+    grid = grid[grid < info.num_frames]
+    if len(grid) <= max_candidates:
+        return grid.tolist()
+    return uniform_indices(info.num_frames, max_candidates)
+
+
+def _decode_candidates(path: str, indices: list[int], cfg: TADConfig, info: VideoInfo, rgb_size=None):
+    """One pass over the stream: (frames held, timestamps, indices found, rgb arrays at ``rgb_size`` or None)."""
+    held, stamps, found, rgb = [], [], [], []
+    wanted = iter(indices)
+    target = next(wanted, None)
+    decoded = 0
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = cfg.decode_thread_type
+            stream.codec_context.thread_count = cfg.decode_threads
+            for i, frame in enumerate(container.decode(stream)):
+                decoded = i + 1
+                if target is None:
+                    break
+                if i < target:
+                    continue
+                held.append(frame)
+                stamps.append(float(frame.pts * frame.time_base) if frame.pts is not None else i / info.fps)
+                found.append(i)
+                if rgb_size is not None:
+                    rgb.append(frame.reformat(width=rgb_size[1], height=rgb_size[0], format="rgb24").to_ndarray())
+                target = next(wanted, None)
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"corrupt video stream after {decoded} frames ({type(exc).__name__}: {exc}): {path}") from exc
+    if decoded < cfg.min_video_frames:
+        raise VideoError(f"too short: {decoded} decodable frame(s), need {cfg.min_video_frames}: {path}")
+    if len(found) < cfg.truncation_tolerance * len(indices):
+        raise VideoError(f"truncated: {decoded} of {info.num_frames} declared frames decode: {path}")
+    return held, stamps, found, (rgb if rgb_size is not None else None)
+
+
+def select_keyframes(
+    video: str | os.PathLike,
+    num_frames: int,
+    *,
+    candidate_fps: float | None = None,
+    method: str = "tad",
+    query: str | None = None,
+    config: TADConfig | None = None,
+    seed: int | None = None,
+) -> Selection:
+    """Selects ``num_frames`` keyframes of ``video``.
+
+    ``method``: ``"tad"`` (deterministic TAD), ``"uniform"`` (qwen-vl-utils' uniform rule on the candidate grid, the
+    baseline) or ``"gumbel"`` (a Gumbel-top-k sample from the Plackett–Luce policy over saliency; ``seed`` fixes it).
+    ``candidate_fps`` overrides ``config.candidate_fps`` (2.0 by default). ``query`` adds the relevance term when the
+    encoder is ``hf:`` with a text tower; with the ``pixel`` encoder it is ignored (a warning says so).
+    Raises :class:`kfgrpo.video.VideoError` for unusable videos.
+    """
+    cfg = config or TADConfig()
+    if candidate_fps is not None:
+        cfg = replace(cfg, candidate_fps=candidate_fps)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    path = str(video)
+    info = probe(path)
+    if info.num_frames < cfg.min_video_frames:
+        raise VideoError(f"too short: {info.num_frames} frame(s), need {cfg.min_video_frames}: {path}")
+    indices = candidate_indices(info, cfg.candidate_fps, cfg.max_candidates)
+
+    encoder = get_hf_encoder(cfg.encoder, cfg.hf_device, cfg.hf_batch_size) if cfg.encoder.startswith("hf:") else None
+    held, stamps, found, rgb = _decode_candidates(path, indices, cfg, info, encoder.input_size if encoder else None)
+    if encoder is not None:
+        feats = encoder.image_features(rgb)
+    else:
+        feats = PixelFeatures(
+            cfg.pixel_grid, cfg.pixel_hist_bins, cfg.pixel_hist_weight, cfg.pixel_hist_power, cfg.pixel_hist_floor
+        ).batch(held)
+
+    n = len(held)
+    v, smooth, norm = _variation(
+        feats, cfg.scales, cfg.scale_weights, cfg.smoothing_sigma, cfg.mad_scale, cfg.norm_eps
+    )
+    window = cfg.nms_window or default_window(n, num_frames)
+    apexes = detect_apexes(smooth, norm, window, cfg.apex_threshold, cfg.curvature_threshold)
+    alpha = soft_apex_score(smooth, norm, window, cfg.apex_threshold, cfg.soft_tau1, cfg.soft_tau2, cfg.soft_delta)
+    relevance = None
+    if query:
+        if encoder is not None and encoder.has_text_tower:
+            relevance = feats @ encoder.text_features(query)
+        else:
+            warnings.warn("query relevance needs an hf: encoder with a text tower; the query is ignored", stacklevel=2)
+    prio, sal = priority_scores(
+        norm,
+        alpha,
+        relevance,
+        cfg.lambda_variation,
+        cfg.lambda_apex,
+        cfg.lambda_query if relevance is not None else 0.0,
+        cfg.variation_clip,
+    )
+    if method == "tad":
+        pos, is_apex = distill(
+            prio,
+            apexes,
+            num_frames,
+            cfg.apex_fraction,
+            cfg.fill_gamma,
+            cfg.min_gap,
+            cfg.use_anchors,
+            cfg.fill_uniform_mix,
+        )
+    else:
+        if method == "uniform":
+            pos = uniform_positions(n, num_frames)
+        else:
+            import torch
+
+            from .gumbel import gumbel_topk
+
+            gen = torch.Generator().manual_seed(0 if seed is None else seed)
+            order, _ = gumbel_topk(torch.as_tensor(sal), min(num_frames, n), cfg.gumbel_tau, gen)
+            pos = np.sort(order.numpy())
+        is_apex = np.isin(pos, apexes)
+
+    n_dis = cfg.num_distractors if cfg.num_distractors is not None else math.ceil(num_frames / 2)
+    rest = np.setdiff1d(np.arange(n), pos)
+    dis = np.sort(rest[np.lexsort((rest, sal[rest]))][:n_dis])
+
+    height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
+
+    def to_rgb(p):
+        return (
+            held[p]
+            .reformat(width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation)
+            .to_image()
+        )
+
+    curve = CandidateCurve(np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance)
+    return Selection(
+        frame_indices=[found[p] for p in pos],
+        timestamps=[stamps[p] for p in pos],
+        saliency=[float(sal[p]) for p in pos],
+        is_apex=[bool(a) for a in is_apex],
+        frames=[to_rgb(p) for p in pos],
+        curve=curve,
+        distractor_indices=[found[p] for p in dis],
+        distractor_timestamps=[stamps[p] for p in dis],
+        distractor_saliency=[float(sal[p]) for p in dis],
+        distractor_frames=[to_rgb(p) for p in dis],
+        method=method,
+        info=info,
+        positions=pos,
+    )
