@@ -19,6 +19,8 @@ def test_tiny_recipe_dry_run_parses_without_loading(capsys):
     assert resolved["training"]["max_steps"] == 3  # CLI overrides YAML
     assert resolved["training"]["num_generations"] == 4
     assert resolved["model"]["model_name_or_path"] == "outputs/tiny-cpu/base-model"
+    assert resolved["training"]["kf_preset"] == "kf-grpo"
+    assert resolved["training"]["kf_probes"] == ["shuffle", "swap_salient"]  # the preset, resolved
 
 
 def test_unknown_recipe_key_fails(tmp_path):
@@ -84,7 +86,9 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     assert type(AutoProcessor.from_pretrained(out)).__name__ == "Qwen2_5_VLProcessor"
-    assert "kfgrpo" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "kfgrpo" in card and "kf-grpo" in card and "## KF-GRPO" in card
+    assert '"kfgrpo_tad"' in card and "shuffle, swap_salient" in card  # preset, probes and the TAD config
     assert (out / "checkpoint-2").is_dir()
 
     # Rerunning with more steps resumes from checkpoint-2 instead of starting over.
@@ -93,3 +97,12 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     steps_logged = [h["step"] for h in trainer.state.log_history if "loss" in h]
     assert steps_logged == [1, 2, 3]  # step 1-2 restored from the checkpoint, only step 3 recomputed
+
+
+@pytest.mark.parametrize("preset", ["grpo", "t-grpo"])
+def test_other_presets_train_through_the_cli(tiny_model_dir, frame_cache, tmp_path, preset):
+    out = tmp_path / preset
+    trainer = cli([*_train_args(tiny_model_dir, str(frame_cache), str(out), steps=1), "--kf_preset", preset])
+    assert trainer.state.global_step == 1 and (out / "model.safetensors").exists()
+    assert ("kf_contrastive_reward" in trainer.reward_func_names) == (preset != "grpo")
+    assert f"preset `{preset}`" in (out / "README.md").read_text()

@@ -3,7 +3,7 @@
 ``build_tad_cache(manifest, output, args, tad_config)`` writes a dataset that ``datasets.load_from_disk(output)``
 reads: one row per usable manifest row, every manifest field passed through, plus ``images`` (``List(Image())``,
 chronological), ``timestamps``, ``frame_indices``, ``saliency``, ``is_apex``, ``distractor_images`` and
-``distractor_timestamps`` (the lowest-saliency candidates, for content probes). The TAD configuration is recorded in
+``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes). The TAD configuration is recorded in
 the dataset info (``description``, JSON) and in ``tad_config.json``.
 
 Bad input never stops the stage: a row whose manifest line is malformed or lacks fields, or whose video is missing,
@@ -93,6 +93,7 @@ def selection_columns(selection) -> dict:
         is_apex=selection.is_apex,
         distractor_images=selection.distractor_frames,
         distractor_timestamps=selection.distractor_timestamps,
+        distractor_saliency=selection.distractor_saliency,
     )
 
 
@@ -107,6 +108,7 @@ def _features():
         "is_apex": datasets.List(datasets.Value("bool")),
         "distractor_images": datasets.List(datasets.Image()),
         "distractor_timestamps": datasets.List(datasets.Value("float64")),
+        "distractor_saliency": datasets.List(datasets.Value("float64")),
     }
 
 

@@ -32,7 +32,8 @@ within [{min_pixels}, {max_pixels}] pixels.
 
 ## Columns
 
-`images`, `timestamps`, `frame_indices`, `saliency`, `is_apex`, `distractor_images`, `distractor_timestamps`, and
+`images`, `timestamps`, `frame_indices`, `saliency`, `is_apex`, `distractor_images`, `distractor_timestamps`,
+`distractor_saliency`, and
 every column of the source manifest (`id`, `video`, `problem`, `options`, `solution`, `problem_type`, ...).
 
 ## Full configuration
@@ -81,3 +82,61 @@ def push_tad_dataset(path: str | Path, repo_id: str, provenance: dict, summary: 
     ds.push_to_hub(repo_id, private=private)
     DatasetCard(tad_dataset_card(provenance, summary, name=repo_id)).push_to_hub(repo_id)
     return f"https://huggingface.co/datasets/{repo_id}"
+
+
+MODEL_CARD_SECTION = """
+## KF-GRPO
+
+Trained with [kfgrpo](https://arxiv.org/abs/2509.15800) (ChronoForge-RL: Temporal Apex Distillation keyframes +
+KeyFrame-aware GRPO), preset `{preset}`.
+
+| knob | value |
+|---|---|
+| probes | {probes} |
+| probe mode | {mode} |
+| probe generations (G_p) / G | {gp} / {g} |
+| bonus α per probe | {alpha} |
+| threshold μ, strict, rule | {mu}, {strict}, {rule} |
+| saliency weight β_s | {beta} |
+
+### Keyframes (TAD)
+
+```json
+{tad}
+```
+
+### Final metrics
+
+```json
+{metrics}
+```
+"""
+
+
+def append_kfgrpo_card_section(output_dir, args, dataset_description: str | None, log_history: list[dict]) -> Path:
+    """Adds the method, preset, TAD configuration and final metrics to the model card TRL wrote."""
+    try:
+        tad = json.dumps(json.loads(dataset_description or "{}"), indent=2)
+    except json.JSONDecodeError:
+        tad = json.dumps({"description": dataset_description})
+    final = {}
+    for entry in log_history:
+        final.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+    path = Path(output_dir) / "README.md"
+    section = MODEL_CARD_SECTION.format(
+        preset=args.kf_preset,
+        probes=", ".join(args.kf_probes) or "none",
+        mode=args.kf_probe_mode,
+        gp=args.kf_probe_generations,
+        g=args.num_generations,
+        alpha=args.kf_probe_bonus,
+        mu=args.kf_threshold,
+        strict=args.kf_strict,
+        rule=args.kf_rule,
+        beta=args.kf_saliency_weight,
+        tad=tad,
+        metrics=json.dumps(final, indent=2, sort_keys=True),
+    )
+    with open(path, "a") as fh:
+        fh.write(section)
+    return path

@@ -8,8 +8,9 @@ import logging
 import os
 
 from transformers.trainer_utils import get_last_checkpoint
-from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser, get_peft_config
 
+from .config import KFGRPOConfig
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
 from .rewards import get_reward_funcs
 
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((KFScriptArguments, GRPOConfig, ModelConfig))
+    return TrlParser((KFScriptArguments, KFGRPOConfig, ModelConfig))
 
 
 def resolved_config(script_args, training_args, model_args) -> dict:
@@ -28,7 +29,7 @@ def resolved_config(script_args, training_args, model_args) -> dict:
     )
 
 
-def main(script_args: KFScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
+def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: ModelConfig):
     if script_args.dry_run:
         print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))
         return None
@@ -41,10 +42,11 @@ def main(script_args: KFScriptArguments, training_args: GRPOConfig, model_args: 
         "dtype": model_args.dtype,
         **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
     }
-    train = to_grpo_dataset(load_keyframe_dataset(script_args), script_args)
+    dataset = load_keyframe_dataset(script_args)
+    train = to_grpo_dataset(dataset, script_args)
     trainer = KFGRPOTrainer(
         model=model_args.model_name_or_path,
-        reward_funcs=get_reward_funcs(script_args.reward_funcs),
+        reward_funcs=get_reward_funcs(script_args.reward_funcs, training_args),
         args=training_args,
         train_dataset=train,
         peft_config=get_peft_config(model_args),
@@ -60,7 +62,12 @@ def main(script_args: KFScriptArguments, training_args: GRPOConfig, model_args: 
     trainer.save_state()  # trainer_state.json next to the final model
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
-        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["kfgrpo"])
+        from .hub import append_kfgrpo_card_section
+
+        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["kfgrpo", training_args.kf_preset])
+        append_kfgrpo_card_section(
+            training_args.output_dir, training_args, dataset.info.description, trainer.state.log_history
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer

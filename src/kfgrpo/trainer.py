@@ -1,13 +1,263 @@
-"""``KFGRPOTrainer``: TRL's ``GRPOTrainer`` for keyframe datasets (``prompt`` + ordered ``images`` per row)."""
+"""``KFGRPOTrainer``: KeyFrame-aware GRPO as a thin subclass of TRL's ``GRPOTrainer``.
+
+Rows are TRL GRPO rows (``prompt`` + ordered ``images``), optionally with the TAD columns ``saliency``,
+``distractor_images``, ``distractor_timestamps``, ``distractor_saliency`` and ``timestamps``.
+
+One TRL hook is overridden: ``_calculate_rewards``. After TRL has scored the real rollouts (and gathered the reward
+matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
+(``kfgrpo.probes``) and measures the policy on it:
+
+* ``kf_probe_mode="sample"``: G_p completions per group through the trainer's own generation path
+  (``_tokenize_prompts`` + ``_generate_single_turn``: transformers ``generate`` or vLLM, the same collective calls on
+  every rank), scored by the accuracy reward; the probe statistic is their mean accuracy.
+* ``kf_probe_mode="likelihood"``: no generation. A target answer (the group's most accurate completion, or the
+  reference answer) is scored by teacher forcing under the real frames and under each probe's frames, in one batched
+  forward pass through TRL's ``_get_per_token_logps_and_entropies``; the statistic is the per-token log-prob gap
+  Δ = mean log p(target | real frames) − mean log p(target | probe frames), in nats per token.
+
+Probe statistics are gathered, combined per group with the real accuracy on the gathered tensor (never per batch),
+and turned into the contrastive keyframe reward (``kfgrpo.rewards.keyframe``), written into the
+``kf_contrastive_reward`` column. Probe rollouts are scored, never trained on; the advantages, buffering and loss
+stay TRL's.
+"""
 
 from __future__ import annotations
 
+import copy
+import inspect
+import math
+import random
+import time
+
+import torch
+from accelerate.utils import gather
 from trl import GRPOTrainer
+from trl.data_utils import apply_chat_template, is_conversational, prepare_multimodal_messages
+from trl.trainer.utils import pad
+
+from .config import ORDER_PROBES, KFGRPOConfig
+from .probes import perturb
+from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
+
+_NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
 
 
 class KFGRPOTrainer(GRPOTrainer):
-    """GRPO on cached keyframes. Frames arrive as an ordered ``images`` list, which TRL's GRPO trains through the
-    image path on the HF, vLLM-colocate and vLLM-server backends; model cards are tagged ``kfgrpo``."""
+    """GRPO with keyframe probes. ``args`` is a [`KFGRPOConfig`]; with ``kf_preset="grpo"`` it is plain GRPO."""
 
-    _tag_names = ["trl", "grpo", "kfgrpo"]
+    _tag_names = ["trl", "grpo", "kfgrpo", "kf-grpo"]
     _name = "KF-GRPO"
+
+    def __init__(self, model, reward_funcs, args: KFGRPOConfig | None = None, **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = KFGRPOConfig(f"{name.split('/')[-1]}-KF-GRPO")
+        if not isinstance(args, KFGRPOConfig):
+            raise TypeError(f"KFGRPOTrainer needs a KFGRPOConfig, got {type(args).__name__}")
+        funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if args.kf_enabled:
+            funcs.append(kf_contrastive_reward)
+            if args.reward_weights is not None and len(args.reward_weights) == len(funcs) - 1:
+                args.reward_weights = [*args.reward_weights, 1.0]
+        super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        self._kf_last_call = None
+        if args.kf_enabled:
+            if args.kf_accuracy_reward not in self.reward_func_names:
+                raise ValueError(
+                    f"kf_accuracy_reward={args.kf_accuracy_reward!r} is not among the reward functions "
+                    f"{self.reward_func_names}"
+                )
+            self._kf_acc_index = self.reward_func_names.index(args.kf_accuracy_reward)
+            self._kf_index = len(self.reward_func_names) - 1
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The one overridden hook
+    # ------------------------------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        args = self.args
+        mode = "train" if self.model.training else "eval"
+        if not args.kf_enabled or (mode == "eval" and not args.kf_probe_eval):
+            return rewards
+        start = time.perf_counter()
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        n_local = len(inputs) // g
+        rows = [inputs[i * g] for i in range(n_local)]
+        probes = args.kf_probes
+        scores = torch.zeros(n_local, len(probes), device=rewards.device)
+        saliency_gap = torch.zeros(n_local, len(probes), device=rewards.device)
+        real_frames = [list(r.get("images") or []) for r in rows]
+        real_saliency = [_mean(r.get("saliency")) for r in rows]
+        perturbed = []
+        for j, kind in enumerate(probes):
+            frames_j = []
+            for i, row in enumerate(rows):
+                rng = random.Random(
+                    f"{args.seed}|{self.state.global_step}|{self.accelerator.process_index}|{i}|{kind}"
+                )
+                frames, sal = perturb(
+                    kind,
+                    real_frames[i],
+                    rng,
+                    saliency=row.get("saliency"),
+                    timestamps=row.get("timestamps"),
+                    distractors=row.get("distractor_images"),
+                    distractor_timestamps=row.get("distractor_timestamps"),
+                    distractor_saliency=row.get("distractor_saliency"),
+                    fraction=args.kf_probe_fraction,
+                )
+                frames_j.append(frames)
+                if kind not in ORDER_PROBES and sal is not None and not math.isnan(real_saliency[i]):
+                    saliency_gap[i, j] = real_saliency[i] - _mean(sal)
+            perturbed.append(frames_j)
+
+        if args.kf_probe_mode == "sample":
+            for j in range(len(probes)):
+                scores[:, j] = self._kf_probe_accuracy(rows, perturbed[j], args.kf_probe_generations)
+        else:
+            local = slice(
+                self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs)
+            )
+            targets = self._kf_targets(
+                rows, rewards[local, self._kf_acc_index].view(n_local, g), completion_ids_list, g
+            )
+            # One teacher-forced pass over every frame set: real first, then each probe.
+            lp = self._kf_target_logps(
+                rows * (1 + len(probes)),
+                real_frames + [f for fs in perturbed for f in fs],
+                targets * (1 + len(probes)),
+            ).view(1 + len(probes), n_local)
+            scores = (lp[0:1] - lp[1:]).T.contiguous()
+
+        all_scores, all_gap = gather(scores), gather(saliency_gap)
+        real_acc = rewards[:, self._kf_acc_index].view(-1, g)
+        bonus, per_probe = keyframe_bonus(
+            real_acc,
+            all_scores,
+            args.kf_probe_bonus,
+            threshold=args.kf_threshold,
+            strict=args.kf_strict,
+            rule=args.kf_rule,
+            correct_threshold=args.kf_correct_threshold,
+            saliency_gap=all_gap,
+            saliency_weight=args.kf_saliency_weight,
+            mode=args.kf_probe_mode,
+            margin=args.kf_likelihood_margin,
+            scale=args.kf_likelihood_scale,
+        )
+        rewards[:, self._kf_index] = bonus.reshape(-1)
+
+        metrics = self._metrics[mode]
+        p = torch.nanmean(real_acc, dim=1)
+        metrics["kf/real/accuracy"].append(p.mean().item())
+        for j, kind in enumerate(probes):
+            if args.kf_probe_mode == "sample":
+                metrics[f"kf/{kind}/accuracy"].append(all_scores[:, j].mean().item())
+                metrics[f"kf/{kind}/gap"].append((p - all_scores[:, j]).mean().item())
+            else:
+                metrics[f"kf/{kind}/gap"].append(all_scores[:, j].mean().item())  # log-prob gap, nats/token
+            metrics[f"kf/{kind}/bonus"].append(per_probe[:, j].mean().item())
+            if kind not in ORDER_PROBES:
+                metrics[f"kf/{kind}/saliency_gap"].append(all_gap[:, j].mean().item())
+        now = time.perf_counter()
+        metrics["kf/probe_time"].append(now - start)
+        if self._kf_last_call is not None:
+            metrics["kf/probe_time_share"].append((now - start) / max(now - self._kf_last_call, 1e-9))
+        self._kf_last_call = now
+        return rewards
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Probe machinery
+    # ------------------------------------------------------------------------------------------------------------
+    def _kf_prompt(self, row, frames):
+        return prepare_multimodal_messages(copy.deepcopy(row["prompt"]), images=list(frames) or None)
+
+    def _kf_probe_accuracy(self, rows, frames, num_probe_generations: int) -> torch.Tensor:
+        """Mean accuracy of ``num_probe_generations`` sampled completions per row on ``frames``."""
+        prompts, row_of = [], []
+        for i, (row, f) in enumerate(zip(rows, frames)):
+            for _ in range(num_probe_generations):
+                prompts.append(self._kf_prompt(row, f))
+                row_of.append(i)
+        prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
+        kwargs = {}
+        if "num_generations" in inspect.signature(self._generate_single_turn).parameters:
+            kwargs["num_generations"] = 1  # each probe row is its own prompt
+        completion_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, **kwargs)
+        texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        if is_conversational({"prompt": prompts[0]}):
+            completions = [[{"role": "assistant", "content": t}] for t in texts]
+        else:
+            completions = texts
+        columns = {k: [rows[i][k] for i in row_of] for k in rows[0] if k not in _NOT_REWARD_KWARGS}
+        acc = self.reward_funcs[self._kf_acc_index](
+            prompts=prompts,
+            completions=completions,
+            completion_ids=completion_ids,
+            trainer_state=self.state,
+            log_extra=lambda *a, **k: None,
+            log_metric=lambda *a, **k: None,
+            **columns,
+        )
+        acc = torch.tensor([float("nan") if a is None else a for a in acc], device=self.accelerator.device)
+        return torch.nanmean(acc.view(len(rows), num_probe_generations), dim=1).nan_to_num(0.0)
+
+    def _kf_targets(self, rows, local_acc, completion_ids_list, g) -> list[list[int]]:
+        """Token ids of the answer each row's likelihood probes score."""
+        eos = (
+            self.processing_class.tokenizer.eos_token_id
+            if hasattr(self.processing_class, "tokenizer")
+            else self.processing_class.eos_token_id
+        )
+        targets = []
+        for i, row in enumerate(rows):
+            best = int(torch.argmax(torch.nan_to_num(local_acc[i], nan=-1.0)))
+            if self.args.kf_likelihood_target == "best" and local_acc[i, best] > self.args.kf_correct_threshold:
+                targets.append(list(completion_ids_list[i * g + best]))
+            else:
+                text = self.args.kf_reference_template.format(solution=row.get("solution", ""))
+                targets.append(self._tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
+        return targets
+
+    @torch.no_grad()
+    def _kf_target_logps(self, rows, frames, targets) -> torch.Tensor:
+        """Mean per-token log-prob of each target given its row's prompt with ``frames`` (teacher forcing)."""
+        device = self.accelerator.device
+        prompts = [self._kf_prompt(row, f) for row, f in zip(rows, frames)]
+        texts = [
+            apply_chat_template({"prompt": p}, self.processing_class, **self.chat_template_kwargs)["prompt"]
+            for p in prompts
+        ]
+        images = [list(f) or None for f in frames]
+        has_images = any(images)
+        batch = self.processing_class(
+            images=images if has_images else None, text=texts, padding=True, padding_side="left", return_tensors="pt"
+        )
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        target = pad(
+            [torch.tensor(t) for t in targets], padding_value=self._tokenizer.pad_token_id, padding_side="right"
+        ).to(device)
+        target_mask = pad(
+            [torch.ones(len(t), dtype=torch.long) for t in targets], padding_value=0, padding_side="right"
+        ).to(device)
+        input_ids = torch.cat([batch["input_ids"], target], dim=1)
+        attention_mask = torch.cat([batch["attention_mask"], target_mask], dim=1)
+        accepted = inspect.signature(self._get_per_token_logps_and_entropies).parameters
+        forward = {k: v for k, v in batch.items() if k in accepted and k not in ("input_ids", "attention_mask")}
+        for key in ("mm_token_type_ids", "token_type_ids"):
+            if key in forward:
+                forward[key] = torch.cat([forward[key], forward[key].new_zeros(target.shape)], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            self.model,
+            input_ids,
+            attention_mask,
+            target.size(1),
+            num_images=[len(f) for f in frames] if has_images else None,
+            **forward,
+        )
+        return (logps * target_mask).sum(dim=1) / target_mask.sum(dim=1).clamp_min(1)
+
+
+def _mean(values) -> float:
+    values = list(values) if values is not None else []
+    return float(sum(values) / len(values)) if values else float("nan")

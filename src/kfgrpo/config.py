@@ -1,0 +1,183 @@
+"""``KFGRPOConfig``: TRL's ``GRPOConfig`` plus the knobs of KeyFrame-aware GRPO, with presets.
+
+``kf_preset`` expands to documented values for every ``kf_*`` field left unset (``None``); fields set explicitly (in
+YAML or on the command line) win over the preset.
+
+| field | ``grpo`` | ``t-grpo`` (Video-R1) | ``kf-grpo`` (method spec §2.5) |
+|---|---|---|---|
+| ``kf_probes`` | [] | [shuffle] | [shuffle, swap_salient] |
+| ``kf_probe_bonus`` (α) | [] | [0.3] | [0.3, 0.3] |
+| ``kf_threshold`` (μ) | – | 0.8 | 1.0 |
+| ``kf_strict`` | – | False (acc ≥ μ·acc_probe) | True (acc > μ·acc_probe) |
+| ``kf_rule`` | – | hard | hard |
+| ``kf_saliency_weight`` (β_s) | – | 0.0 | 0.5 |
+| ``kf_probe_generations`` (G_p) | – | G/2 | G/2 |
+
+``grpo`` runs no probe and adds no reward column, so it is exactly ``trl.GRPOTrainer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+PRESETS = ("grpo", "t-grpo", "kf-grpo")
+PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random")
+ORDER_PROBES = ("shuffle", "reverse")
+PRESET_VALUES = {
+    "grpo": dict(
+        kf_probes=[], kf_probe_bonus=[], kf_threshold=1.0, kf_strict=True, kf_rule="hard", kf_saliency_weight=0.0
+    ),
+    "t-grpo": dict(
+        kf_probes=["shuffle"],
+        kf_probe_bonus=[0.3],
+        kf_threshold=0.8,
+        kf_strict=False,
+        kf_rule="hard",
+        kf_saliency_weight=0.0,
+    ),
+    "kf-grpo": dict(
+        kf_probes=["shuffle", "swap_salient"],
+        kf_probe_bonus=[0.3, 0.3],
+        kf_threshold=1.0,
+        kf_strict=True,
+        kf_rule="hard",
+        kf_saliency_weight=0.5,
+    ),
+}
+
+
+@dataclass
+class KFGRPOConfig(GRPOConfig):
+    r"""Configuration of [`KFGRPOTrainer`]: every ``GRPOConfig`` field plus the ``kf_*`` fields below.
+
+    For each prompt, the policy answers G times on the real keyframes (trained on) and, for each probe, G_p times on
+    a perturbed frame set (scored only). A correct real answer earns the contrastive keyframe reward
+    ``Σ_probes α·1[p > μ·p̃]·(1 + β_s·(S̄(real) − S̄(probe)))``, p / p̃ being the group's accuracy on real / probe
+    frames and S̄ the mean saliency of a frame set. See ``kfgrpo.rewards.keyframe``.
+    """
+
+    kf_preset: str = field(default="kf-grpo", metadata={"help": f"Preset for unset kf_* fields: one of {PRESETS}."})
+    kf_probes: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": f"Perturbed frame sets to probe with, any of {PROBES}. shuffle/reverse change the order; "
+            "swap_salient replaces the most salient frames with distractor frames (re-sorted by time); "
+            "drop_salient / drop_random remove frames."
+        },
+    )
+    kf_probe_bonus: list[float] | None = field(
+        default=None, metadata={"help": "Bonus α per probe (same order as kf_probes)."}
+    )
+    kf_probe_generations: int | None = field(
+        default=None, metadata={"help": "Completions per probe and prompt (G_p); default num_generations // 2."}
+    )
+    kf_probe_mode: str = field(
+        default="sample",
+        metadata={
+            "help": "`sample`: generate G_p completions on the perturbed frames and score their accuracy. "
+            "`likelihood`: one teacher-forced forward per probe scores a target answer's log-prob under "
+            "real vs perturbed frames (no generation)."
+        },
+    )
+    kf_threshold: float | None = field(default=None, metadata={"help": "μ: the bonus needs p > μ·p̃."})
+    kf_strict: bool | None = field(
+        default=None, metadata={"help": "Compare with > (True) or ≥ (False, Video-R1's code)."}
+    )
+    kf_rule: str | None = field(
+        default=None,
+        metadata={"help": "`hard`: α·1[p > μ·p̃]. `soft`: α·clip((p − μ·p̃)/max(p, ε), 0, 1)."},
+    )
+    kf_saliency_weight: float | None = field(
+        default=None, metadata={"help": "β_s: scales a probe's bonus by 1 + β_s·(S̄(real) − S̄(probe))."}
+    )
+    kf_correct_threshold: float = field(
+        default=0.1, metadata={"help": "A real completion counts as correct (and may get the bonus) above this."}
+    )
+    kf_accuracy_reward: str = field(
+        default="accuracy_reward", metadata={"help": "Name of the reward function that is the accuracy signal."}
+    )
+    kf_probe_fraction: float = field(
+        default=0.5, metadata={"help": "η: content probes swap / drop ⌈ηK⌉ frames (at least one frame stays)."}
+    )
+    kf_probe_eval: bool = field(
+        default=True, metadata={"help": "Also probe during evaluation (logs eval frame sensitivity)."}
+    )
+    kf_likelihood_target: str = field(
+        default="best",
+        metadata={
+            "help": "Likelihood probes score `best` (the group's most accurate completion; the reference "
+            "answer when none is correct) or `reference` (the reference answer)."
+        },
+    )
+    kf_reference_template: str = field(
+        default="<answer>{solution}</answer>", metadata={"help": "How the reference answer is written as text."}
+    )
+    kf_likelihood_margin: float = field(
+        default=0.0,
+        metadata={
+            "help": "Likelihood, hard rule: the probe passes when the per-token log-prob gap (real − probe, "
+            "nats) exceeds this."
+        },
+    )
+    kf_likelihood_scale: float = field(
+        default=1.0, metadata={"help": "Likelihood, soft rule: bonus α·clip(gap / scale, 0, 1)."}
+    )
+    # Length reward (Video-R1's rule), used when `length` is among the reward functions.
+    length_min_tokens: int = field(default=320, metadata={"help": "Length reward: fewest completion tokens."})
+    length_max_tokens: int = field(default=512, metadata={"help": "Length reward: most completion tokens."})
+    length_bonus: float = field(default=0.2, metadata={"help": "Length reward: bonus for a correct answer in range."})
+    length_min_correct: int = field(
+        default=2,
+        metadata={"help": "Length reward: applies only when this many completions of the group are correct."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kf_preset not in PRESETS:
+            raise ValueError(f"kf_preset must be one of {PRESETS}, got {self.kf_preset!r}")
+        for key, value in PRESET_VALUES[self.kf_preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, list(value) if isinstance(value, list) else value)
+        if self.kf_probe_generations is None:
+            self.kf_probe_generations = max(1, self.num_generations // 2)
+        unknown = [p for p in self.kf_probes if p not in PROBES]
+        if unknown:
+            raise ValueError(f"unknown kf_probes {unknown}; choose from {PROBES}")
+        if len(set(self.kf_probes)) != len(self.kf_probes):
+            raise ValueError(f"kf_probes has duplicates: {self.kf_probes}")
+        if len(self.kf_probe_bonus) != len(self.kf_probes):
+            raise ValueError(
+                f"kf_probe_bonus needs one α per probe: {len(self.kf_probe_bonus)} values for {self.kf_probes}"
+            )
+        if self.kf_probe_mode not in ("sample", "likelihood"):
+            raise ValueError(f"kf_probe_mode must be 'sample' or 'likelihood', got {self.kf_probe_mode!r}")
+        if self.kf_rule not in ("hard", "soft"):
+            raise ValueError(f"kf_rule must be 'hard' or 'soft', got {self.kf_rule!r}")
+        if self.kf_likelihood_target not in ("best", "reference"):
+            raise ValueError("kf_likelihood_target must be 'best' or 'reference'")
+        if self.kf_probe_generations < 1:
+            raise ValueError("kf_probe_generations must be >= 1")
+        if not 0.0 < self.kf_probe_fraction <= 1.0:
+            raise ValueError("kf_probe_fraction must be in (0, 1]")
+        if self.kf_probes:
+            # Probes are generated by the rank that holds a group; TRL does not guarantee whole groups per rank.
+            local = self.per_device_train_batch_size * self.steps_per_generation
+            if local % self.num_generations:
+                raise ValueError(
+                    "KF-GRPO probes need whole groups on every rank: per_device_train_batch_size × "
+                    f"steps_per_generation ({self.per_device_train_batch_size} × {self.steps_per_generation} = {local})"
+                    f" must be a multiple of num_generations ({self.num_generations})."
+                )
+            if self.kf_probe_eval and self.eval_strategy != "no":
+                g_eval = self.num_generations_eval or self.num_generations
+                if self.per_device_eval_batch_size % g_eval:
+                    raise ValueError(
+                        f"kf_probe_eval needs per_device_eval_batch_size ({self.per_device_eval_batch_size}) to be a "
+                        f"multiple of num_generations_eval ({g_eval}); or set kf_probe_eval: false."
+                    )
+
+    @property
+    def kf_enabled(self) -> bool:
+        return bool(self.kf_probes)

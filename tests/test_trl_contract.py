@@ -1,0 +1,64 @@
+"""Fails loudly when a TRL upgrade changes the hooks kfgrpo relies on (pinned: trl==1.16.0)."""
+
+import inspect
+
+import trl
+from trl import GRPOTrainer
+from trl.data_utils import prepare_multimodal_messages
+
+from kfgrpo.trainer import KFGRPOTrainer
+
+
+def _params(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+def test_trl_version_is_the_pinned_one():
+    assert trl.__version__ == "1.16.0", "kfgrpo pins trl==1.16.0; re-check every hook below before moving"
+
+
+def test_overridden_hook_signature():
+    # The only TRL method KFGRPOTrainer overrides.
+    assert _params(GRPOTrainer._calculate_rewards) == [
+        "self",
+        "inputs",
+        "prompts",
+        "completions",
+        "completion_ids_list",
+    ]
+    overridden = {name for name, fn in vars(KFGRPOTrainer).items() if callable(fn) and hasattr(GRPOTrainer, name)}
+    assert overridden == {"__init__", "_calculate_rewards"}
+
+
+def test_hooks_the_probes_call():
+    assert _params(GRPOTrainer._tokenize_prompts) == ["self", "prompts"]
+    assert _params(GRPOTrainer._generate_single_turn)[:5] == [
+        "self",
+        "prompt_ids",
+        "images",
+        "multimodal_fields",
+        "num_generations",
+    ]
+    p = _params(GRPOTrainer._get_per_token_logps_and_entropies)
+    assert p[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
+    for key in ("pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids"):
+        assert key in p
+    assert _params(prepare_multimodal_messages) == ["messages", "images"]
+
+
+def test_vllm_generation_api():
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    assert _params(VLLMGeneration.generate)[:4] == ["self", "prompts", "images", "num_generations"]
+
+
+def test_trainer_attributes_used():
+    src = inspect.getsource(GRPOTrainer)
+    for attr in (
+        "self.reward_func_names",
+        "self.num_generations_eval",
+        "self._metrics",
+        "self.chat_template_kwargs",
+        "self._tokenizer",
+    ):
+        assert attr in src, attr
