@@ -7,6 +7,8 @@ PY          := $(VENV)/bin/python
 KFGRPO      := $(VENV)/bin/kfgrpo
 EXTRAS      ?= dev
 RECIPE      ?= recipes/tiny-cpu/kfgrpo.yaml
+ACCELERATE  ?= zero3
+NUM_PROCESSES ?= $(or $(shell nvidia-smi -L 2>/dev/null | wc -l | grep -v '^0$$'),1)
 PYTEST_ARGS ?=
 UV_VERSION  ?= 0.13.9
 # Prefer a uv on PATH; otherwise the one `make setup` installs with pip.
@@ -49,8 +51,14 @@ $(DEMO_DATA)/train/manifest.jsonl:
 $(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DEMO_TAD)
 	$(KFGRPO) tad --config $(DEMO_TAD) --manifest $< --output $(DEMO_DATA)/train-tad --num-frames $(DEMO_FRAMES)
 
-train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data)  ## Train a recipe (default: the tiny CPU demo)
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-$(if $(findstring tiny-cpu,$(RECIPE)),1,0)} $(KFGRPO) train --config $(RECIPE) $(ARGS)
+# The tiny CPU recipe runs as one plain process; every other recipe through `accelerate launch`.
+TRAIN_CMD = $(if $(findstring tiny-cpu,$(RECIPE)),\
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config $(RECIPE) $(ARGS),\
+	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml \
+		--num_processes $(NUM_PROCESSES) -m kfgrpo.cli train --config $(RECIPE) $(ARGS))
+
+train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data)  ## Train a recipe (default: the tiny CPU demo; ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N)
+	$(TRAIN_CMD)
 
 lint: setup  ## ruff check + format check
 	$(VENV)/bin/ruff check src tests benchmarks

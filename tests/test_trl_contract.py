@@ -27,7 +27,10 @@ def test_overridden_hook_signature():
         "completion_ids_list",
     ]
     overridden = {name for name, fn in vars(KFGRPOTrainer).items() if callable(fn) and hasattr(GRPOTrainer, name)}
-    assert overridden == {"__init__", "_calculate_rewards"}
+    assert overridden == {"__init__", "_calculate_rewards", "create_model_card"}
+    from trl.trainer.base_trainer import _BaseTrainer
+
+    assert _params(_BaseTrainer.create_model_card) == ["self", "model_name", "dataset_name", "tags"]
 
 
 def test_hooks_the_probes_call():
@@ -47,8 +50,14 @@ def test_hooks_the_probes_call():
 
 
 def test_vllm_generation_api():
+    import trl.generation.vllm_generation as vg
     from trl.generation.vllm_generation import VLLMGeneration
 
+    # KFGRPOTrainer rebinds this module-level name (vLLM's LLM class) to add limit_mm_per_prompt in colocate mode.
+    assert "self.llm = LLM(" in inspect.getsource(VLLMGeneration)
+    from trl.import_utils import is_vllm_available
+
+    assert "LLM" in vg.__dict__ or not is_vllm_available()
     assert _params(VLLMGeneration.generate)[:4] == ["self", "prompts", "images", "num_generations"]
 
 

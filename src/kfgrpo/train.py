@@ -6,6 +6,8 @@ import dataclasses
 import json
 import logging
 import os
+import sys
+from unittest import mock
 
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
@@ -42,8 +44,7 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
         "dtype": model_args.dtype,
         **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
     }
-    dataset = load_keyframe_dataset(script_args)
-    train = to_grpo_dataset(dataset, script_args)
+    train = to_grpo_dataset(load_keyframe_dataset(script_args), script_args)
     trainer = KFGRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=get_reward_funcs(script_args.reward_funcs, training_args),
@@ -61,18 +62,18 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()  # trainer_state.json next to the final model
     trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        from .hub import append_kfgrpo_card_section
-
-        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["kfgrpo", training_args.kf_preset])
-        append_kfgrpo_card_section(
-            training_args.output_dir, training_args, dataset.info.description, trainer.state.log_history
-        )
+    trainer.create_model_card(dataset_name=script_args.dataset_name)  # kfgrpo tags, preset, TAD config, metrics
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
 
 
 def cli(argv: list[str] | None = None):
-    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("--dry_run", "--dry-run") for a in argv):
+        # A dry run only parses: let GPU recipes (bf16) resolve on a CPU login node.
+        with mock.patch("transformers.training_args.is_torch_bf16_gpu_available", return_value=True):
+            script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    else:
+        script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
     return main(script_args, training_args, model_args)

@@ -23,7 +23,9 @@ stay TRL's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import inspect
 import math
 import random
@@ -59,7 +61,8 @@ class KFGRPOTrainer(GRPOTrainer):
             funcs.append(kf_contrastive_reward)
             if args.reward_weights is not None and len(args.reward_weights) == len(funcs) - 1:
                 args.reward_weights = [*args.reward_weights, 1.0]
-        super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        with _vllm_colocate_limits(args, kwargs.get("train_dataset")):
+            super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
         self._kf_last_call = None
         if args.kf_enabled:
             if args.kf_accuracy_reward not in self.reward_func_names:
@@ -70,8 +73,18 @@ class KFGRPOTrainer(GRPOTrainer):
             self._kf_acc_index = self.reward_func_names.index(args.kf_accuracy_reward)
             self._kf_index = len(self.reward_func_names) - 1
 
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """TRL's card (regenerated at every checkpoint and push) plus the KF-GRPO settings, TAD config, metrics."""
+        tags = list(tags or []) + [t for t in ("kfgrpo", self.args.kf_preset) if t not in (tags or [])]
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if self.is_world_process_zero():
+            from .hub import append_kfgrpo_card_section
+
+            description = getattr(getattr(self.train_dataset, "info", None), "description", None)
+            append_kfgrpo_card_section(self.args.output_dir, self.args, description, self.state.log_history)
+
     # ------------------------------------------------------------------------------------------------------------
-    # The one overridden hook
+    # The one overridden TRL-internal hook
     # ------------------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -256,6 +269,37 @@ class KFGRPOTrainer(GRPOTrainer):
             **forward,
         )
         return (logps * target_mask).sum(dim=1) / target_mask.sum(dim=1).clamp_min(1)
+
+
+@contextlib.contextmanager
+def _vllm_colocate_limits(args: KFGRPOConfig, train_dataset):
+    """TRL builds vLLM's ``LLM`` without ``limit_mm_per_prompt``; while the trainer is constructed, the ``LLM`` name
+    TRL uses is bound to a partial that adds it (K images, no video), so vLLM's memory profile fits K frames."""
+    if not (args.use_vllm and args.vllm_mode == "colocate"):
+        yield
+        return
+    import trl.generation.vllm_generation as vllm_generation
+
+    original = getattr(vllm_generation, "LLM", None)
+    if original is None:  # vLLM not installed: TRL raises its own clear error
+        yield
+        return
+    limit = args.vllm_limit_images or max_images(train_dataset) or 1
+    vllm_generation.LLM = functools.partial(original, limit_mm_per_prompt={"image": limit, "video": 0})
+    try:
+        yield
+    finally:
+        vllm_generation.LLM = original
+
+
+def max_images(dataset) -> int:
+    """The largest number of frames in a row's ``images`` (read from Arrow, no image decoding)."""
+    if dataset is None or "images" not in getattr(dataset, "column_names", []):
+        return 0
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(dataset.data.column("images"))
+    return int(pc.max(lengths).as_py() or 0)
 
 
 def _mean(values) -> float:
