@@ -6,6 +6,10 @@
                       [--config recipes/tad/events.yaml]
     kfgrpo tad-plot   VIDEO --num-frames K --output PNG
     kfgrpo train      --config RECIPE.yaml [--key value ...]
+    kfgrpo eval       --model PATH --benchmark videomme|lvbench|mvbench|canonical --data PATH --output DIR
+                      [--frames tad|uniform] [--num-frames K] [--probe shuffle] [--backend hf|vllm] [--limit N]
+    kfgrpo eval-plot  DIR [DIR ...] --output PNG
+    kfgrpo prepare    --format video-r1|nextqa|jsonl --input FILE --video-root DIR --output manifest.jsonl
 
 Every subcommand's arguments come from dataclass fields (``--help`` lists them with their help text), parsed by TRL's
 ``TrlParser``: ``--config FILE.yaml`` supplies defaults for any of them, and flags override the file.
@@ -24,6 +28,9 @@ COMMANDS = {
     "tad": "Select keyframes (TAD) for every manifest row and cache them as a Hugging Face dataset.",
     "tad-plot": "Draw one video's variation curve, apexes and selected keyframes as a PNG.",
     "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
+    "eval": "Evaluate a model on Video-MME / LVBench / MVBench / a manifest, with TAD or uniform frames.",
+    "eval-plot": "Plot the per-category accuracy of several eval runs side by side.",
+    "prepare": "Convert Video-R1 / NExT-QA / generic JSONL data into the canonical manifest.",
 }
 
 
@@ -118,7 +125,56 @@ def _train(argv):
     cli(argv)
 
 
-HANDLERS = {"tiny-model": _tiny_model, "synth": _synth, "tad": _tad, "tad-plot": _tad_plot, "train": _train}
+def _eval(argv):
+    from .data_utils import PromptArguments
+    from .eval import EvalArgs, evaluate
+    from .tad import TADConfig
+
+    args, prompt, config = _parse((EvalArgs, PromptArguments, TADConfig), argv, "kfgrpo eval")
+    r = evaluate(args, prompt, config)
+    line = f"{r['benchmark']}: accuracy {r['accuracy']:.4f} on {r['num_scored']} questions"
+    if r["num_unreadable"]:
+        line += f" ({r['num_unreadable']} with unreadable videos; accuracy_all {r['accuracy_all']:.4f})"
+    if "frame_sensitivity" in r:
+        line += f"; shuffled frames {r['frame_sensitivity']['accuracy_probe']:.4f}, gap {r['frame_sensitivity']['gap']:+.4f}"
+    print(f"{line} -> {args.output}")
+
+
+def _eval_plot(argv):
+    import argparse
+
+    from .eval.plot import plot_results
+
+    parser = argparse.ArgumentParser(prog="kfgrpo eval-plot", description=COMMANDS["eval-plot"])
+    parser.add_argument("dirs", nargs="+", help="Output folders of `kfgrpo eval`.")
+    parser.add_argument("--output", required=True, help="PNG to write.")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    print(plot_results(args.dirs, args.output, args.title))
+
+
+def _prepare(argv):
+    from .prepare import PrepareArgs, prepare
+
+    (args,) = _parse((PrepareArgs,), argv, "kfgrpo prepare")
+    summary = prepare(args)
+    print(
+        f"rows written {summary['written']} / skipped {summary['skipped']} / failed {summary['failed']} -> "
+        f"{args.output}" + (f" (reasons: {args.output}.errors.jsonl)" if summary["failed"] else "")
+    )
+    return 0 if summary["written"] else 1
+
+
+HANDLERS = {
+    "tiny-model": _tiny_model,
+    "synth": _synth,
+    "tad": _tad,
+    "tad-plot": _tad_plot,
+    "train": _train,
+    "eval": _eval,
+    "eval-plot": _eval_plot,
+    "prepare": _prepare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ frame at run time, so a shuffled or shortened frame list needs no prompt surgery
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import ScriptArguments
 
@@ -18,16 +18,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 @dataclass
-class KFScriptArguments(ScriptArguments):
-    """Data, prompt and reward arguments of ``kfgrpo train`` (model arguments: ``ModelConfig``; training: the config).
+class PromptArguments:
+    """How a question and its keyframes become the user message (shared by `kfgrpo train` and `kfgrpo eval`)."""
 
-    ``dataset_name`` is a folder written by ``kfgrpo tad`` (read with ``load_from_disk``) or a Hub dataset id.
-    """
-
-    reward_funcs: list[str] = field(
-        default_factory=lambda: ["accuracy", "format"],
-        metadata={"help": "Reward functions by name (see kfgrpo.rewards.REWARD_FUNCS); weights: `reward_weights`."},
-    )
     system_prompt: str | None = field(
         default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System message; empty or null for none."}
     )
@@ -51,6 +44,23 @@ class KFScriptArguments(ScriptArguments):
     instruction_temporal_grounding: str = field(
         default="Answer with [start, end] in seconds.", metadata={"help": "Instruction for temporal grounding rows."}
     )
+
+    def prompt_spec(self) -> dict:
+        """The exact template, for result files."""
+        return {f.name: getattr(self, f.name) for f in fields(PromptArguments)}
+
+
+@dataclass
+class KFScriptArguments(ScriptArguments, PromptArguments):
+    """Data, prompt and reward arguments of ``kfgrpo train`` (model arguments: ``ModelConfig``; training: the config).
+
+    ``dataset_name`` is a folder written by ``kfgrpo tad`` (read with ``load_from_disk``) or a Hub dataset id.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward functions by name: accuracy, format, length; weights: `reward_weights`."},
+    )
     dry_run: bool = field(
         default=False, metadata={"help": "Parse and print the resolved configuration, then exit without training."}
     )
@@ -61,7 +71,7 @@ class KFScriptArguments(ScriptArguments):
             raise ValueError("set `dataset_name` (a `kfgrpo tad` output folder or a Hub dataset id)")
 
 
-def format_prompt(row: dict, args: KFScriptArguments) -> list[dict]:
+def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
     """The conversational prompt of one row (columns ``problem``, ``options``, ``problem_type``, ``timestamps``)."""
     timestamps = row.get("timestamps") or []
     ts_text = ""

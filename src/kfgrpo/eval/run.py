@@ -1,0 +1,241 @@
+"""``kfgrpo eval``: a model on a benchmark, with TAD or uniform frames, deterministic, with every setting written down.
+
+Writes ``OUTPUT/results.json`` (accuracy, per-category breakdowns, frame sensitivity with ``--probe shuffle``, the
+model, frames, K, TAD config, the exact prompt template and decoding) and ``OUTPUT/predictions.jsonl`` (one line per
+question: id, raw prediction, parsed answer, score, correct, the timestamps used). Decoding is greedy. A question's
+score is the accuracy reward for its problem type (0/1 for multiple choice and numbers; IoU / ROUGE otherwise);
+``accuracy`` is the mean score over the questions whose video could be read, ``accuracy_all`` counts unreadable
+videos as wrong. Unreadable videos are reported (``unreadable``), never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..data_utils import PromptArguments, format_prompt
+from ..rewards.accuracy import extract_answer, score_answer
+from ..tad import TADConfig, select_keyframes
+from ..video import VideoError
+from .benchmarks import BENCHMARKS, read_benchmark
+
+
+@dataclass
+class EvalArgs:
+    model: str = field(metadata={"help": "Model folder or Hub id (AutoModelForImageTextToText)."})
+    benchmark: str = field(metadata={"help": f"One of {BENCHMARKS}."})
+    data: str = field(metadata={"help": "Benchmark location in its public layout (see kfgrpo.eval.benchmarks)."})
+    output: str = field(metadata={"help": "Folder for results.json and predictions.jsonl."})
+    frames: str = field(default="tad", metadata={"help": "Frame selection: tad or uniform."})
+    num_frames: int = field(default=16, metadata={"help": "Frames per question (K)."})
+    video_root: str | None = field(default=None, metadata={"help": "Override where the benchmark's videos are."})
+    probe: str | None = field(
+        default=None, metadata={"help": "`shuffle`: also answer on shuffled frames and report frame sensitivity."}
+    )
+    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Greedy decoding budget per answer."})
+    batch_size: int = field(default=4, metadata={"help": "Questions per generate call (hf backend)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the shuffle probe."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype for the hf backend: auto, bfloat16, float32."})
+
+    def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"--benchmark must be one of {BENCHMARKS}")
+        if self.frames not in ("tad", "uniform"):
+            raise ValueError("--frames must be tad or uniform")
+        if self.probe not in (None, "shuffle"):
+            raise ValueError("--probe must be shuffle")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError("--backend must be hf or vllm")
+
+
+class _HFBackend:
+    def __init__(self, args: EvalArgs):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.torch = torch
+        dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+        self.model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype).eval()
+        if torch.cuda.is_available():
+            self.model = self.model.to("cuda")
+        self.processor = AutoProcessor.from_pretrained(args.model, padding_side="left")
+        self.args = args
+
+    def generate(self, conversations: list[list[dict]]) -> list[str]:
+        out = []
+        for i in range(0, len(conversations), self.args.batch_size):
+            batch = conversations[i : i + self.args.batch_size]
+            inputs = self.processor.apply_chat_template(
+                batch, tokenize=True, return_dict=True, padding=True, add_generation_prompt=True, return_tensors="pt"
+            )
+            inputs = inputs.to(self.model.device)
+            with self.torch.inference_mode():
+                ids = self.model.generate(**inputs, max_new_tokens=self.args.max_new_tokens, do_sample=False)
+            out += self.processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return out
+
+
+class _VLLMBackend:
+    def __init__(self, args: EvalArgs):
+        from transformers import AutoProcessor
+        from vllm import LLM, SamplingParams
+
+        self.processor = AutoProcessor.from_pretrained(args.model)
+        self.llm = LLM(model=args.model, limit_mm_per_prompt={"image": args.num_frames, "video": 0}, seed=args.seed)
+        self.params = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
+
+    def generate(self, conversations):
+        requests = []
+        for conv in conversations:
+            text = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            images = [
+                p["image"]
+                for m in conv
+                if isinstance(m["content"], list)
+                for p in m["content"]
+                if p.get("type") == "image"
+            ]
+            requests.append({"prompt": text, "multi_modal_data": {"image": images}})
+        return [o.outputs[0].text for o in self.llm.generate(requests, self.params, use_tqdm=False)]
+
+
+def _conversation(row, frames, timestamps, prompt_args):
+    from trl.data_utils import prepare_multimodal_messages
+
+    messages = format_prompt(dict(row, timestamps=timestamps), prompt_args)
+    return prepare_multimodal_messages(messages, images=list(frames))
+
+
+def _breakdown(records, key="score"):
+    out = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        for name, value in r["categories"].items():
+            for v in value if isinstance(value, list) else [value]:
+                out[name][str(v)].append(r[key])
+    return {
+        name: {v: dict(n=len(s), accuracy=sum(s) / len(s)) for v, s in sorted(vals.items())}
+        for name, vals in out.items()
+    }
+
+
+def evaluate(
+    args: EvalArgs,
+    prompt_args: PromptArguments | None = None,
+    tad_config: TADConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
+    prompt_args = prompt_args or PromptArguments()
+    cfg = tad_config or TADConfig()
+    start = time.perf_counter()
+    rows = read_benchmark(args.benchmark, args.data, args.video_root)
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    backend = _HFBackend(args) if args.backend == "hf" else _VLLMBackend(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+
+    selections, unreadable, prepared = {}, [], []
+    for row in tqdm(rows, desc="frames", disable=not progress):
+        if row["video"] not in selections:
+            try:
+                selections[row["video"]] = select_keyframes(
+                    row["video"], args.num_frames, method=args.frames, config=cfg
+                )
+            except (VideoError, FileNotFoundError) as exc:
+                selections[row["video"]] = exc
+        sel = selections[row["video"]]
+        if isinstance(sel, Exception):
+            unreadable.append(dict(id=row["id"], video=row["video"], reason=str(sel)))
+            continue
+        prepared.append((row, sel))
+
+    conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
+    predictions = []
+    for i in tqdm(range(0, len(conversations), max(1, args.batch_size)), desc="answers", disable=not progress):
+        predictions += backend.generate(conversations[i : i + max(1, args.batch_size)])
+    probe_predictions = None
+    if args.probe == "shuffle":
+        shuffled = []
+        for row, sel in prepared:
+            order = list(range(len(sel.frames)))
+            rng = random.Random(f"{args.seed}|{row['id']}")
+            while len(order) > 1 and order == sorted(order):
+                rng.shuffle(order)
+            # Frames permuted, the stated timestamps left as they were: the model sees the same text.
+            shuffled.append(_conversation(row, [sel.frames[j] for j in order], sel.timestamps, prompt_args))
+        probe_predictions = []
+        for i in tqdm(range(0, len(shuffled), max(1, args.batch_size)), desc="shuffled", disable=not progress):
+            probe_predictions += backend.generate(shuffled[i : i + max(1, args.batch_size)])
+
+    records = []
+    with open(out / "predictions.jsonl", "w") as fh:
+        for k, ((row, sel), pred) in enumerate(zip(prepared, predictions)):
+            score = score_answer(pred, row["solution"], row["problem_type"]) or 0.0
+            rec = dict(
+                id=row["id"],
+                prediction=pred,
+                answer=extract_answer(pred),
+                solution=row["solution"],
+                score=score,
+                correct=score >= 0.5,
+                timestamps=sel.timestamps,
+                frame_indices=sel.frame_indices,
+                categories=row["categories"],
+            )
+            if probe_predictions is not None:
+                p = probe_predictions[k]
+                rec.update(
+                    probe_prediction=p, probe_score=score_answer(p, row["solution"], row["problem_type"]) or 0.0
+                )
+            records.append(rec)
+            fh.write(json.dumps(rec) + "\n")
+
+    n = len(records)
+    accuracy = sum(r["score"] for r in records) / n if n else 0.0
+    results = dict(
+        benchmark=args.benchmark,
+        data=str(args.data),
+        model=args.model,
+        frames=args.frames,
+        num_frames=args.num_frames,
+        num_questions=len(rows),
+        num_scored=n,
+        num_unreadable=len(unreadable),
+        accuracy=accuracy,
+        accuracy_all=sum(r["score"] for r in records) / len(rows) if rows else 0.0,
+        per_category=_breakdown(records),
+        template=prompt_args.prompt_spec(),
+        decoding=dict(
+            backend=args.backend,
+            do_sample=False,
+            temperature=0.0,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+        ),
+        tad_config=cfg.to_dict() if args.frames == "tad" else None,
+        frame_pixels=dict(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, patch_factor=cfg.patch_factor),
+        unreadable=unreadable,
+        seconds=round(time.perf_counter() - start, 2),
+        kfgrpo_version=__version__,
+        args=asdict(args),
+    )
+    if probe_predictions is not None:
+        probe_acc = sum(r["probe_score"] for r in records) / n if n else 0.0
+        results["frame_sensitivity"] = dict(
+            probe="shuffle",
+            accuracy_probe=probe_acc,
+            gap=accuracy - probe_acc,
+            per_category=_breakdown(records, "probe_score"),
+        )
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,196 @@
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfgrpo.cli import main
+from kfgrpo.eval import EvalArgs, evaluate, read_benchmark
+
+
+def _synth_rows(synth_train):
+    return [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def layouts(synth_train, tmp_path_factory):
+    """The four public layouts, written from ChronoSynth videos and questions."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    rows = [r for r in _synth_rows(synth_train) if r["problem_type"] == "multiple_choice"][:6]
+    # Video-MME: parquet + data/<videoID>.mp4; one question points at a missing video.
+    (root / "vmme" / "videomme").mkdir(parents=True)
+    (root / "vmme" / "data").mkdir()
+    table = []
+    for i, r in enumerate(rows):
+        vid = r["video"].split("/")[-1][:-4]
+        shutil.copy(synth_train / r["video"], root / "vmme" / "data" / f"{vid}.mp4")
+        table.append(
+            dict(
+                video_id=f"{i:03d}",
+                duration=["short", "medium"][i % 2],
+                domain="Synthetic",
+                sub_category=r["family"],
+                url="",
+                videoID=vid,
+                question_id=f"{i:03d}-1",
+                task_type=r["family"].capitalize(),
+                question=r["problem"],
+                options=r["options"],
+                answer=r["solution"],
+            )
+        )
+    table.append(dict(table[0], question_id="missing-1", videoID="nope"))
+    pq.write_table(pa.Table.from_pylist(table), root / "vmme" / "videomme" / "test-00000-of-00001.parquet")
+    # LVBench: JSONL with the options inside the question.
+    (root / "lvb" / "videos").mkdir(parents=True)
+    with open(root / "lvb" / "video_info.meta.jsonl", "w") as fh:
+        for i, r in enumerate(rows[:4]):
+            key = f"v{i}"
+            shutil.copy(synth_train / r["video"], root / "lvb" / "videos" / f"{key}.mp4")
+            question = r["problem"] + "\n" + "\n".join(f"({o[0]}) {o[3:]}" for o in r["options"])
+            fh.write(
+                json.dumps(
+                    dict(
+                        key=key,
+                        type="synthetic",
+                        qa=[
+                            dict(
+                                uid=str(100 + i),
+                                question=question,
+                                answer=f"({r['solution']})",
+                                question_type=["temporal reasoning", r["family"]],
+                                time_reference="",
+                            )
+                        ],
+                    )
+                )
+                + "\n"
+            )
+    # MVBench: json/<task>.json + video/<task>/<file>.
+    for task in ("action_sequence", "object_existence"):
+        (root / "mvb" / "video" / task).mkdir(parents=True)
+    (root / "mvb" / "json").mkdir()
+    for task, chunk in (("action_sequence", rows[:2]), ("object_existence", rows[2:4])):
+        items = []
+        for r in chunk:
+            name = r["video"].split("/")[-1]
+            shutil.copy(synth_train / r["video"], root / "mvb" / "video" / task / name)
+            cands = [o[3:] for o in r["options"]]
+            items.append(
+                dict(video=name, question=r["problem"], candidates=cands, answer=cands["ABCD".index(r["solution"])])
+            )
+        (root / "mvb" / "json" / f"{task}.json").write_text(json.dumps(items))
+    return dict(
+        videomme=root / "vmme",
+        lvbench=root / "lvb" / "video_info.meta.jsonl",
+        mvbench=root / "mvb",
+        canonical=synth_train / "manifest.jsonl",
+    )
+
+
+def test_readers(layouts, synth_train):
+    vm = read_benchmark("videomme", str(layouts["videomme"]))
+    assert len(vm) == 7 and vm[0]["options"][0].startswith("A. ") and vm[0]["categories"]["duration"] == "short"
+    lv = read_benchmark("lvbench", str(layouts["lvbench"]))
+    first = _synth_rows(synth_train)
+    mc = [r for r in first if r["problem_type"] == "multiple_choice"]
+    assert lv[0]["problem"] == mc[0]["problem"] and lv[0]["options"] == mc[0]["options"]
+    assert lv[0]["solution"] == mc[0]["solution"] and lv[0]["categories"]["question_type"][0] == "temporal reasoning"
+    mv = read_benchmark("mvbench", str(layouts["mvbench"]))
+    assert [r["solution"] for r in mv] == [r["solution"] for r in mc[:4]]
+    assert {r["categories"]["task"] for r in mv} == {"action_sequence", "object_existence"}
+    can = read_benchmark("canonical", str(layouts["canonical"]))
+    assert len(can) == 24 and can[0]["categories"]["family"] == "order"
+
+
+@pytest.mark.parametrize("benchmark", ["videomme", "lvbench", "mvbench", "canonical"])
+@pytest.mark.parametrize("frames", ["tad", "uniform"])
+def test_eval_writes_results_and_predictions(tiny_model_dir, layouts, tmp_path, benchmark, frames):
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                tiny_model_dir,
+                "--benchmark",
+                benchmark,
+                "--data",
+                str(layouts[benchmark]),
+                "--frames",
+                frames,
+                "--num-frames",
+                "4",
+                "--output",
+                str(out),
+                "--limit",
+                "8",
+                "--max_new_tokens",
+                "6",
+                "--max_pixels",
+                "3136",
+            ]
+            + (["--probe", "shuffle"] if frames == "tad" else [])
+        )
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert res["frames"] == frames and res["num_frames"] == 4 and res["decoding"]["do_sample"] is False
+    assert res["template"]["prompt_template"] and res["model"] == tiny_model_dir
+    assert len(preds) == res["num_scored"] == res["num_questions"] - res["num_unreadable"]
+    assert all(len(p["timestamps"]) == 4 and p["timestamps"] == sorted(p["timestamps"]) for p in preds)
+    assert res["per_category"]
+    assert (res["tad_config"] is not None) == (frames == "tad")
+    if frames == "tad":
+        assert set(res["frame_sensitivity"]) >= {"accuracy_probe", "gap"}
+    if benchmark == "videomme":
+        assert res["num_unreadable"] == 1 and res["unreadable"][0]["id"] == "missing-1"
+
+
+def test_scores_and_breakdowns_are_consistent(tiny_model_dir, layouts, tmp_path, monkeypatch):
+    """With an answer-A-always model, accuracy is the share of A solutions, per category too."""
+    import kfgrpo.eval.run as run
+
+    class AlwaysA:
+        def __init__(self, args):
+            pass
+
+        def generate(self, conversations):
+            return ["<think>.</think><answer>A</answer>"] * len(conversations)
+
+    monkeypatch.setattr(run, "_HFBackend", AlwaysA)
+    res = evaluate(
+        EvalArgs(model="m", benchmark="videomme", data=str(layouts["videomme"]), output=str(tmp_path), num_frames=2),
+        progress=False,
+    )
+    rows = [r for r in read_benchmark("videomme", str(layouts["videomme"])) if r["id"] != "missing-1"]
+    assert res["accuracy"] == pytest.approx(sum(r["solution"] == "A" for r in rows) / len(rows))
+    assert res["accuracy_all"] == pytest.approx(res["accuracy"] * len(rows) / (len(rows) + 1))
+    for dur, stats in res["per_category"]["duration"].items():
+        sub = [r for r in rows if r["categories"]["duration"] == dur]
+        assert stats["n"] == len(sub) and stats["accuracy"] == pytest.approx(
+            sum(r["solution"] == "A" for r in sub) / len(sub)
+        )
+
+
+def test_eval_plot(tmp_path, tiny_model_dir, layouts):
+    dirs = []
+    for frames in ("tad", "uniform"):
+        out = tmp_path / frames
+        evaluate(
+            EvalArgs(
+                model=tiny_model_dir,
+                benchmark="mvbench",
+                data=str(layouts["mvbench"]),
+                output=str(out),
+                frames=frames,
+                num_frames=2,
+                max_new_tokens=4,
+            ),
+            progress=False,
+        )
+        dirs.append(str(out))
+    assert main(["eval-plot", *dirs, "--output", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
