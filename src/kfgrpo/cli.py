@@ -5,6 +5,7 @@
     kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [--candidate-fps F] [--encoder pixel|hf:...]
                       [--config recipes/tad/events.yaml]
     kfgrpo tad-plot   VIDEO --num-frames K --output PNG
+    kfgrpo sft        --config RECIPE.yaml [--key value ...]    (supervised warm start, TRL SFTTrainer)
     kfgrpo train      --config RECIPE.yaml [--key value ...]
     kfgrpo eval       --model PATH --benchmark videomme|lvbench|mvbench|canonical --data PATH --output DIR
                       [--frames tad|uniform] [--num-frames K] [--probe shuffle] [--backend hf|vllm] [--limit N]
@@ -27,6 +28,7 @@ COMMANDS = {
     "synth": "Generate ChronoSynth videos and their manifest.",
     "tad": "Select keyframes (TAD) for every manifest row and cache them as a Hugging Face dataset.",
     "tad-plot": "Draw one video's variation curve, apexes and selected keyframes as a PNG.",
+    "sft": "Supervised warm start with TRL's SFTTrainer on a TAD cache (TrlParser recipe).",
     "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
     "eval": "Evaluate a model on Video-MME / LVBench / MVBench / a manifest, with TAD or uniform frames.",
     "eval-plot": "Plot the per-category accuracy of several eval runs side by side.",
@@ -119,6 +121,12 @@ def _tad_plot(argv):
     print(f"keyframes at {', '.join(f'{t:.2f}' for t in sel.timestamps)} s -> {args.output}")
 
 
+def _sft(argv):
+    from .sft import cli
+
+    cli(argv)
+
+
 def _train(argv):
     from .train import cli
 
@@ -170,6 +178,7 @@ HANDLERS = {
     "synth": _synth,
     "tad": _tad,
     "tad-plot": _tad_plot,
+    "sft": _sft,
     "train": _train,
     "eval": _eval,
     "eval-plot": _eval_plot,

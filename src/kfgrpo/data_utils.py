@@ -7,6 +7,7 @@ frame at run time, so a shuffled or shortened frame list needs no prompt surgery
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from trl import ScriptArguments
@@ -69,6 +70,18 @@ class KFScriptArguments(ScriptArguments, PromptArguments):
         # The folder of `kfgrpo tad` is the common case; ScriptArguments only checks it is set.
         if self.dataset_name is None:
             raise ValueError("set `dataset_name` (a `kfgrpo tad` output folder or a Hub dataset id)")
+
+
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+
+def letter_options(options) -> list[str]:
+    """Options as ``"A. text"`` (the canonical schema); options that already start with ``"X. "`` are kept."""
+    out = []
+    for i, opt in enumerate(options):
+        text = str(opt).strip()
+        out.append(text if re.match(r"^[A-J]\.\s", text) else f"{OPTION_LETTERS[i]}. {text}")
+    return out
 
 
 def format_prompt(row: dict, args: PromptArguments) -> list[dict]:

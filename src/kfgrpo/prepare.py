@@ -24,7 +24,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LETTERS = "ABCDEFGHIJ"
+from .data_utils import OPTION_LETTERS as LETTERS
+from .data_utils import letter_options
+
 FORMATS = ("video-r1", "nextqa", "jsonl")
 VIDEO_R1_TYPES = {
     "multiple choice": "multiple_choice",
@@ -62,15 +64,6 @@ class ConversionError(ValueError):
     pass
 
 
-def _letter_options(options: list[str]) -> list[str]:
-    """Options as "A. text"; already-lettered options are kept."""
-    out = []
-    for i, opt in enumerate(options):
-        text = str(opt).strip()
-        out.append(text if text[:2] in {f"{c}." for c in LETTERS} else f"{LETTERS[i]}. {text}")
-    return out
-
-
 def _strip_answer(solution: str) -> str:
     s = str(solution).strip()
     if "<answer>" in s:
@@ -100,7 +93,7 @@ def convert_video_r1(item: dict, keep_images: bool) -> dict | None:
         id=str(item["problem_id"]),
         video=str(item["path"]),
         problem=str(item["problem"]),
-        options=_letter_options(options),
+        options=letter_options(options),
         solution=_strip_answer(item["solution"]),
         problem_type=VIDEO_R1_TYPES[source_type],
         source_problem_type=item["problem_type"],
@@ -148,7 +141,7 @@ def convert_jsonl(item: dict, mapping: dict[str, str], default_type: str) -> dic
     used = {mapping.get(k, k) for k in CANONICAL}
     row.update({k: v for k, v in item.items() if k not in used and k not in row})
     row["id"], row["solution"] = str(row["id"]), str(row["solution"])
-    row["options"] = _letter_options(row["options"])
+    row["options"] = letter_options(row["options"])
     return row
 
 

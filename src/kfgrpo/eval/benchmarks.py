@@ -16,17 +16,11 @@ import json
 import re
 from pathlib import Path
 
+from ..data_utils import OPTION_LETTERS as LETTERS
+from ..data_utils import letter_options
+
 BENCHMARKS = ("videomme", "lvbench", "mvbench", "canonical")
-LETTERS = "ABCDEFGHIJ"
 _LV_OPTION = re.compile(r"^\(([A-J])\)\s*(.*)$")
-
-
-def _lettered(options) -> list[str]:
-    out = []
-    for i, o in enumerate(options):
-        text = str(o).strip()
-        out.append(text if re.match(r"^[A-J]\.\s", text) else f"{LETTERS[i]}. {text}")
-    return out
 
 
 def read_videomme(data: Path, video_root: Path | None = None):
@@ -42,7 +36,7 @@ def read_videomme(data: Path, video_root: Path | None = None):
                 id=str(r["question_id"]),
                 video=str(root / f"{r['videoID']}.mp4"),
                 problem=r["question"],
-                options=_lettered(list(r["options"])),
+                options=letter_options(list(r["options"])),
                 solution=str(r["answer"]).strip(),
                 problem_type="multiple_choice",
                 categories=dict(task_type=r["task_type"], duration=r["duration"], domain=r["domain"]),
@@ -99,7 +93,7 @@ def read_mvbench(data: Path, video_root: Path | None = None):
                 id=f"{task}-{i}",
                 video=str(video),
                 problem=r["question"],
-                options=_lettered(candidates),
+                options=letter_options(candidates),
                 solution=LETTERS[candidates.index(str(r["answer"]))],
                 problem_type="multiple_choice",
                 categories=dict(task=task),

@@ -1,0 +1,112 @@
+"""``kfgrpo sft --config RECIPE.yaml``: a supervised warm start with TRL's ``SFTTrainer`` before KF-GRPO.
+
+Video-R1 and FrameThinker start RL from an SFT checkpoint; a model trained from random weights (the CPU demo) needs
+one too, because RL only sharpens behaviour the model already produces sometimes. Rows are the same TAD cache rows
+as for training, turned into prompt-completion pairs (loss on the completion only):
+
+* ``sft_target: reasoning`` — ``<think>{objects seen in the keyframes, in order}.</think><answer>{solution}</answer>``
+  for rows that carry ChronoSynth's ground truth (``events``); the trace names what the *selected* keyframes show,
+  so it never mentions an object the model cannot see. Rows without ``events`` get the answer-only target.
+* ``sft_target: answer`` — ``<think>.</think><answer>{solution}</answer>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+
+from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+
+
+@dataclass
+class SFTScriptArguments(KFScriptArguments):
+    sft_target: str = field(
+        default="reasoning", metadata={"help": "Completion to learn: `reasoning` (ChronoSynth trace) or `answer`."}
+    )
+    trace_detail: str = field(
+        default="color", metadata={"help": "Objects in the trace named by `color` or by `name` (colour + shape)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sft_target not in ("reasoning", "answer"):
+            raise ValueError("sft_target must be `reasoning` or `answer`")
+        if self.trace_detail not in ("color", "name"):
+            raise ValueError("trace_detail must be `color` or `name`")
+
+
+def keyframe_trace(events, timestamps, detail: str = "color") -> str:
+    """The objects visible in the keyframes (event start <= t <= end), in order of first appearance."""
+    seen = []
+    for t in timestamps or []:
+        for e in events or []:
+            name = e["name"].split(" ")[0] if detail == "color" else e["name"]
+            if e["start"] - 1e-6 <= t <= e["end"] + 1e-6 and name not in seen:
+                seen.append(name)
+    return ", then ".join(seen) if seen else "nothing"
+
+
+def sft_completion(row: dict, args: SFTScriptArguments) -> list[dict]:
+    if args.sft_target == "reasoning" and row.get("events") is not None:
+        think = keyframe_trace(row["events"], row.get("timestamps"), args.trace_detail) + "."
+    else:
+        think = "."
+    return [{"role": "assistant", "content": f"<think>{think}</think><answer>{row['solution']}</answer>"}]
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+
+
+def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
+    if script_args.dry_run:
+        print(
+            json.dumps(
+                dict(
+                    script=dataclasses.asdict(script_args),
+                    model=dataclasses.asdict(model_args),
+                    training=json.loads(training_args.to_json_string()),
+                ),
+                indent=2,
+                default=str,
+            )
+        )
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import get_peft_config
+
+    training_args.model_init_kwargs = {
+        **(training_args.model_init_kwargs or {}),
+        "dtype": model_args.dtype,
+        "revision": model_args.model_revision,
+    }
+    data = load_keyframe_dataset(script_args)
+    cols = [c for c in ("solution", "events", "timestamps") if c in data.column_names]
+    data = to_grpo_dataset(data, script_args)
+    data = data.map(
+        lambda *v: {"completion": sft_completion(dict(zip(cols, v)), script_args)}, input_columns=cols, desc="targets"
+    )
+    data = data.remove_columns([c for c in data.column_names if c not in ("prompt", "completion", "images")])
+    trainer = SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=data,
+        peft_config=get_peft_config(model_args),
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+    return trainer
+
+
+def cli(argv: list[str] | None = None):
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    return main(script_args, training_args, model_args)

@@ -1,0 +1,60 @@
+import json
+
+from transformers import AutoModelForImageTextToText
+
+from kfgrpo.cli import main
+from kfgrpo.sft import SFTScriptArguments, keyframe_trace, sft_completion
+
+EVENTS = [dict(name="red square", start=1.0, end=2.0), dict(name="blue disc", start=4.0, end=5.0)]
+
+
+def test_keyframe_trace_names_only_what_the_keyframes_show():
+    assert keyframe_trace(EVENTS, [0.5, 1.5, 1.8, 4.5]) == "red, then blue"
+    assert keyframe_trace(EVENTS, [1.5, 4.5], detail="name") == "red square, then blue disc"
+    assert keyframe_trace(EVENTS, [3.0]) == "nothing"  # the missed event is not mentioned
+
+
+def test_sft_completion_targets():
+    args = SFTScriptArguments(dataset_name="x")
+    row = dict(solution="B", events=EVENTS, timestamps=[1.5, 4.5])
+    assert sft_completion(row, args)[0]["content"] == "<think>red, then blue.</think><answer>B</answer>"
+    assert sft_completion(dict(solution="3"), args)[0]["content"] == "<think>.</think><answer>3</answer>"
+    answer_only = SFTScriptArguments(dataset_name="x", sft_target="answer")
+    assert sft_completion(row, answer_only)[0]["content"] == "<think>.</think><answer>B</answer>"
+
+
+def test_sft_command_trains_and_saves(tiny_model_dir, frame_cache, tmp_path):
+    out = tmp_path / "sft"
+    assert (
+        main(
+            [
+                "sft",
+                "--model_name_or_path",
+                tiny_model_dir,
+                "--dataset_name",
+                str(frame_cache),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "2",
+                "--per_device_train_batch_size",
+                "4",
+                "--use_cpu",
+                "true",
+                "--bf16",
+                "false",
+                "--save_strategy",
+                "no",
+                "--report_to",
+                "none",
+                "--learning_rate",
+                "1e-3",
+                "--logging_steps",
+                "1",
+            ]
+        )
+        == 0
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and all("loss" in h for h in state["log_history"][:2])
+    AutoModelForImageTextToText.from_pretrained(out)
