@@ -1,6 +1,6 @@
 import pytest
 
-from kfgrpo.video import VideoError, decode_frames, fit_to_patches, probe, uniform_indices
+from kfgrpo.video import VideoError, fit_to_patches, probe, uniform_indices
 
 
 def test_probe(synth_train):
@@ -32,13 +32,6 @@ def test_fit_to_patches_is_a_fixed_point():
     h, w = fit_to_patches(120, 160, 28, 28 * 28, 128 * 28 * 28)
     assert h % 28 == 0 and w % 28 == 0 and h * w <= 128 * 28 * 28
     assert fit_to_patches(h, w, 28, 28 * 28, 128 * 28 * 28) == (h, w)
-
-
-def test_decode_frames(synth_train):
-    path = synth_train / "videos" / "cs0-00000.mp4"
-    images, ts, idx = decode_frames(path, [0, 10, 20], size=(56, 84))
-    assert idx == [0, 10, 20] and ts == [0.0, 1.25, 2.5]
-    assert all(im.size == (84, 56) and im.mode == "RGB" for im in images)
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "not_a_video"])

@@ -37,7 +37,7 @@ COMMANDS = {
 
 
 def _quiet_env():
-    # Offline by default for the local stages; users who want the Hub for `train` set these themselves.
+    # Tokenizer worker threads are not needed by any stage and warn after forks (cache stage workers).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

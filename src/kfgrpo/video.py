@@ -1,8 +1,5 @@
-"""Video decoding with PyAV: probing, streaming decode of chosen frames, and pixel budgets shared with the processor.
-
-Frames are decoded in one forward pass over the stream (memory does not grow with video length) and only the frames
-that are kept are converted to RGB and resized, because the conversion costs several times the decode.
-"""
+"""Video helpers shared by the stages: PyAV probing, the uniform frame rule, and pixel budgets shared with the
+processor. Decoding itself happens in one streaming pass in ``kfgrpo.tad.select``."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from PIL import Image
 
 
 class VideoError(RuntimeError):
@@ -79,43 +75,3 @@ def uniform_indices(num_frames: int, k: int) -> list[int]:
     if num_frames <= 0 or k <= 0:
         return []
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, min(k, num_frames))})
-
-
-def decode_frames(
-    path: str | os.PathLike, indices: list[int], size: tuple[int, int] | None = None, threads: int = 0
-) -> tuple[list[Image.Image], list[float], list[int]]:
-    """Decodes the frames at ``indices`` (decode order) in one streaming pass.
-
-    Returns ``(images, timestamps, indices_found)``; ``size`` is ``(height, width)``. Raises :class:`VideoError` when
-    the stream is corrupt or when none of the requested frames exist.
-    """
-    wanted = sorted(set(indices))
-    if not wanted:
-        return [], [], []
-    images, timestamps, found = [], [], []
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if threads != 1:
-                stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = threads
-            it = iter(wanted)
-            target = next(it)
-            for i, frame in enumerate(container.decode(stream)):
-                if i < target:
-                    continue
-                if size is not None:
-                    frame = frame.reformat(width=size[1], height=size[0], format="rgb24")
-                images.append(frame.to_image())
-                timestamps.append(
-                    float(frame.pts * frame.time_base) if frame.pts is not None else i / float(stream.average_rate)
-                )
-                found.append(i)
-                target = next(it, None)
-                if target is None:
-                    break
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"corrupt video stream ({type(exc).__name__}: {exc}): {path}") from exc
-    if not images:
-        raise VideoError(f"no decodable frames: {path}")
-    return images, timestamps, found
