@@ -14,12 +14,16 @@ UV_VERSION  ?= 0.13.9
 # Prefer a uv on PATH; otherwise the one `make setup` installs with pip.
 UV          := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-# Demo assets for the tiny CPU recipe (see recipes/tiny-cpu/kfgrpo.yaml).
+# The tiny CPU demo (recipes/tiny-cpu/): base model, ChronoSynth train / held-out splits, TAD cache, SFT warm start.
 DEMO_MODEL  ?= outputs/tiny-cpu/base-model
 DEMO_DATA   ?= data/chronosynth
-DEMO_VIDEOS ?= 64
+DEMO_VIDEOS ?= 400
+DEMO_TEST_VIDEOS ?= 60
 DEMO_FRAMES ?= 8
-DEMO_TAD    ?= recipes/tad/events.yaml
+DEMO_TAD    ?= recipes/tiny-cpu/tad.yaml
+DEMO_SYNTH  ?= recipes/tiny-cpu/synth.yaml
+DEMO_SFT    ?= outputs/tiny-cpu/sft
+DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
@@ -40,24 +44,32 @@ $(VENV)/.setup-stamp: pyproject.toml uv.lock
 test: setup  ## Run the test suite (one pytest process, offline)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json  ## Build the tiny CPU demo's model and data
+demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json $(DEMO_DATA)/test/manifest.jsonl  ## Build the tiny CPU demo's model and data
 
 $(DEMO_MODEL)/config.json:
-	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --seed 0
+	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --size small --seed 0
 
-$(DEMO_DATA)/train/manifest.jsonl:
-	$(KFGRPO) synth --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0
+$(DEMO_DATA)/train/manifest.jsonl: $(DEMO_SYNTH)
+	$(KFGRPO) synth --config $(DEMO_SYNTH) --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0
+
+$(DEMO_DATA)/test/manifest.jsonl: $(DEMO_SYNTH)
+	$(KFGRPO) synth --config $(DEMO_SYNTH) --output $(DEMO_DATA)/test --num-videos $(DEMO_TEST_VIDEOS) --seed 1
 
 $(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DEMO_TAD)
 	$(KFGRPO) tad --config $(DEMO_TAD) --manifest $< --output $(DEMO_DATA)/train-tad --num-frames $(DEMO_FRAMES)
 
-# The tiny CPU recipe runs as one plain process; every other recipe through `accelerate launch`.
+# The SFT warm start is shared by every preset of the demo (same starting point, same budget).
+$(DEMO_SFT)/model.safetensors: recipes/tiny-cpu/sft.yaml $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) sft --config recipes/tiny-cpu/sft.yaml --output_dir $(DEMO_SFT)
+# The tiny CPU recipe: SFT warm start, KF-GRPO, held-out evaluation (eval.json), one plain process each;
+# every other recipe trains through `accelerate launch`.
 TRAIN_CMD = $(if $(findstring tiny-cpu,$(RECIPE)),\
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config $(RECIPE) $(ARGS),\
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config $(RECIPE) --output_dir $(DEMO_OUT) $(ARGS) && \
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT),\
 	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml \
 		--num_processes $(NUM_PROCESSES) -m kfgrpo.cli train --config $(RECIPE) $(ARGS))
 
-train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data)  ## Train a recipe (default: the tiny CPU demo; ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N)
+train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data $(DEMO_SFT)/model.safetensors)  ## Train a recipe (default: the tiny CPU demo; ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N)
 	$(TRAIN_CMD)
 
 lint: setup  ## ruff check + format check

@@ -3,7 +3,7 @@ import json
 from transformers import AutoModelForImageTextToText
 
 from kfgrpo.cli import main
-from kfgrpo.sft import SFTScriptArguments, keyframe_trace, sft_completion
+from kfgrpo.sft import SFTScriptArguments, frame_trace, keyframe_trace, sft_completion
 
 EVENTS = [dict(name="red square", start=1.0, end=2.0), dict(name="blue disc", start=4.0, end=5.0)]
 
@@ -12,6 +12,14 @@ def test_keyframe_trace_names_only_what_the_keyframes_show():
     assert keyframe_trace(EVENTS, [0.5, 1.5, 1.8, 4.5]) == "red, then blue"
     assert keyframe_trace(EVENTS, [1.5, 4.5], detail="name") == "red square, then blue disc"
     assert keyframe_trace(EVENTS, [3.0]) == "nothing"  # the missed event is not mentioned
+
+
+def test_frame_trace_numbers_every_keyframe():
+    assert frame_trace(EVENTS, [0.5, 1.5, 3.0, 4.5]) == "1 none, 2 red, 3 none, 4 blue"
+    assert frame_trace(EVENTS, [1.5], detail="name") == "1 red square"
+    args = SFTScriptArguments(dataset_name="x", trace_format="frames")
+    row = dict(solution="B", events=EVENTS, timestamps=[1.5, 4.5])
+    assert sft_completion(row, args)[0]["content"] == "<think>1 red, 2 blue.</think><answer>B</answer>"
 
 
 def test_sft_completion_targets():
@@ -58,3 +66,20 @@ def test_sft_command_trains_and_saves(tiny_model_dir, frame_cache, tmp_path):
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and all("loss" in h for h in state["log_history"][:2])
     AutoModelForImageTextToText.from_pretrained(out)
+
+
+def test_sft_with_the_demo_settings_trains_only_the_language_model(tiny_model_dir, frame_cache, tmp_path):
+    """Frozen vision, frames interleaved with their numbers, per-frame traces (recipes/tiny-cpu/sft.yaml)."""
+    import torch
+
+    out = tmp_path / "sft"
+    args = ["sft", "--model_name_or_path", tiny_model_dir, "--dataset_name", str(frame_cache)]
+    args += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true"]
+    args += ["--bf16", "false", "--save_strategy", "no", "--report_to", "none", "--learning_rate", "1e-2"]
+    args += ["--freeze_vision_modules", "true", "--trace_format", "frames", "--frame_template", "Frame {index}:"]
+    assert main(args) == 0
+    before = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(out).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("visual" not in k for k in changed)
+    assert any("language_model" in k for k in changed)

@@ -4,7 +4,7 @@ import pathlib
 import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from kfgrpo.data_utils import KFScriptArguments, format_prompt
+from kfgrpo.data_utils import KFScriptArguments, fit_prompt_to_frames, format_prompt
 from kfgrpo.train import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ def test_tiny_recipe_dry_run_parses_without_loading(capsys):
     assert resolved["script"]["dataset_name"] == "data/chronosynth/train-tad"
     assert resolved["training"]["max_steps"] == 3  # CLI overrides YAML
     assert resolved["training"]["num_generations"] == 4
-    assert resolved["model"]["model_name_or_path"] == "outputs/tiny-cpu/base-model"
+    assert resolved["model"]["model_name_or_path"] == "outputs/tiny-cpu/sft"  # the SFT warm start
+    assert resolved["model"]["freeze_vision_modules"] is True
     assert resolved["training"]["kf_preset"] == "kf-grpo"
     assert resolved["training"]["kf_probes"] == ["shuffle", "swap_salient"]  # the preset, resolved
 
@@ -49,6 +50,30 @@ def test_format_prompt():
     no_ts = KFScriptArguments(dataset_name="x", timestamps_template="", system_prompt=None)
     (user,) = format_prompt(dict(row, problem_type="numerical", options=[]), no_ts)
     assert user["content"] == "Which object appeared first in the video?\nAnswer with a single number."
+
+
+def test_format_prompt_interleaves_frames_with_frame_template():
+    args = KFScriptArguments(
+        dataset_name="x", frame_template="Frame {index} ({timestamp:.1f}s):", timestamps_template=""
+    )
+    row = dict(problem="How many?", options=None, problem_type="numerical", timestamps=[0.5, 2.0])
+    system, user = format_prompt(row, args)
+    assert system["content"] == [{"type": "text", "text": args.system_prompt}]  # one Arrow type for all messages
+    assert user["content"] == [
+        {"type": "text", "text": "Frame 1 (0.5s):"},
+        {"type": "image"},
+        {"type": "text", "text": "Frame 2 (2.0s):"},
+        {"type": "image"},
+        {"type": "text", "text": "\nHow many?\nAnswer with a single number."},
+    ]
+    # A probe that dropped a frame: one label + placeholder fewer; string prompts pass through.
+    (_, fitted) = fit_prompt_to_frames([system, user], 1)
+    assert [p.get("text") for p in fitted["content"]] == [
+        "Frame 1 (0.5s):",
+        None,
+        "\nHow many?\nAnswer with a single number.",
+    ]
+    assert fit_prompt_to_frames([{"role": "user", "content": "hi"}], 0) == [{"role": "user", "content": "hi"}]
 
 
 def _train_args(model, data, out, steps):
@@ -82,6 +107,9 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
     assert trainer.state.global_step == 2
     assert any("loss" in h for h in trainer.state.log_history)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "trainer_state.json", "README.md"):
+        assert (out / name).exists(), name
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ():
         assert (out / name).exists(), name
     model = AutoModelForImageTextToText.from_pretrained(out)
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"

@@ -140,11 +140,11 @@ def _eval(argv):
 
     args, prompt, config = _parse((EvalArgs, PromptArguments, TADConfig), argv, "kfgrpo eval")
     r = evaluate(args, prompt, config)
-    line = f"{r['benchmark']}: accuracy {r['accuracy']:.4f} on {r['num_scored']} questions"
+    line = f"{r['benchmark']}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.4f}) on {r['num_scored']} questions"
     if r["num_unreadable"]:
         line += f" ({r['num_unreadable']} with unreadable videos; accuracy_all {r['accuracy_all']:.4f})"
     if "frame_sensitivity" in r:
-        line += f"; shuffled frames {r['frame_sensitivity']['accuracy_probe']:.4f}, gap {r['frame_sensitivity']['gap']:+.4f}"
+        line += f"; shuffled frames {r['accuracy_shuffled']:.4f}, frame sensitivity {r['frame_sensitivity']:+.4f}"
     print(f"{line} -> {args.output}")
 
 

@@ -33,6 +33,13 @@ class PromptArguments:
         default="The {num_frames} frames were taken at seconds {timestamps}.",
         metadata={"help": "How keyframe timestamps are stated ({num_frames}, {timestamps}); empty to omit them."},
     )
+    frame_template: str = field(
+        default="",
+        metadata={
+            "help": "Text placed before each frame ({index}: 1-based, {timestamp}: seconds), interleaving text and "
+            "frames as Qwen3-VL does for video; empty puts all frames first, then the text (TRL's layout)."
+        },
+    )
     instruction_multiple_choice: str = field(
         default="Answer with the option's letter.", metadata={"help": "Instruction for multiple-choice rows."}
     )
@@ -100,8 +107,39 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
         options="".join(f"{o}\n" for o in options),
         instruction=instruction,
     ).strip()
-    messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
-    return messages + [{"role": "user", "content": text}]
+    frame_template = getattr(args, "frame_template", "")
+    if not (frame_template and timestamps):
+        messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+        return messages + [{"role": "user", "content": text}]
+    # Structured content: every message a list of parts (one Arrow type per column); TRL's
+    # prepare_multimodal_messages fills the image placeholders with the row's frames, in order.
+    content = []
+    for i, t in enumerate(timestamps):
+        content += [{"type": "text", "text": frame_template.format(index=i + 1, timestamp=t)}, {"type": "image"}]
+    content.append({"type": "text", "text": "\n" + text})
+    messages = (
+        [{"role": "system", "content": [{"type": "text", "text": args.system_prompt}]}] if args.system_prompt else []
+    )
+    return messages + [{"role": "user", "content": content}]
+
+
+def fit_prompt_to_frames(prompt: list[dict], num_frames: int) -> list[dict]:
+    """A structured prompt with at most ``num_frames`` image placeholders: extra trailing placeholders are removed with
+    the frame label before each (probes that drop frames). String prompts are returned unchanged."""
+    out = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            n = sum(1 for part in content if part.get("type") == "image")
+            parts = list(content)
+            while n > num_frames:
+                j = max(i for i, part in enumerate(parts) if part.get("type") == "image")
+                drop = {j, j - 1} if j > 0 and parts[j - 1].get("type") == "text" else {j}
+                parts = [part for i, part in enumerate(parts) if i not in drop]
+                n -= 1
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
 
 
 def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):

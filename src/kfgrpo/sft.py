@@ -17,9 +17,10 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import SFTConfig, SFTTrainer, TrlParser
 
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+from .model_utils import KFModelConfig, freeze_vision_modules
 
 
 @dataclass
@@ -30,6 +31,14 @@ class SFTScriptArguments(KFScriptArguments):
     trace_detail: str = field(
         default="color", metadata={"help": "Objects in the trace named by `color` or by `name` (colour + shape)."}
     )
+    trace_format: str = field(
+        default="objects",
+        metadata={
+            "help": "`objects`: the distinct objects the keyframes show, in order (`red, then blue`); `frames`: what "
+            "each keyframe shows, numbered (`1 none, 2 red, ...`), which matches a `frame_template` such as "
+            "`Frame {index}:`."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -37,6 +46,8 @@ class SFTScriptArguments(KFScriptArguments):
             raise ValueError("sft_target must be `reasoning` or `answer`")
         if self.trace_detail not in ("color", "name"):
             raise ValueError("trace_detail must be `color` or `name`")
+        if self.trace_format not in ("objects", "frames"):
+            raise ValueError("trace_format must be `objects` or `frames`")
 
 
 def keyframe_trace(events, timestamps, detail: str = "color") -> str:
@@ -50,19 +61,33 @@ def keyframe_trace(events, timestamps, detail: str = "color") -> str:
     return ", then ".join(seen) if seen else "nothing"
 
 
+def frame_trace(events, timestamps, detail: str = "color") -> str:
+    """What each keyframe shows, numbered from 1: ``1 none, 2 red, 3 red, 4 blue``."""
+    items = []
+    for i, t in enumerate(timestamps or []):
+        names = [
+            e["name"].split(" ")[0] if detail == "color" else e["name"]
+            for e in events or []
+            if e["start"] - 1e-6 <= t <= e["end"] + 1e-6
+        ]
+        items.append(f"{i + 1} {names[0] if names else 'none'}")
+    return ", ".join(items)
+
+
 def sft_completion(row: dict, args: SFTScriptArguments) -> list[dict]:
     if args.sft_target == "reasoning" and row.get("events") is not None:
-        think = keyframe_trace(row["events"], row.get("timestamps"), args.trace_detail) + "."
+        trace = frame_trace if args.trace_format == "frames" else keyframe_trace
+        think = trace(row["events"], row.get("timestamps"), args.trace_detail) + "."
     else:
         think = "."
     return [{"role": "assistant", "content": f"<think>{think}</think><answer>{row['solution']}</answer>"}]
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    return TrlParser((SFTScriptArguments, SFTConfig, KFModelConfig))
 
 
-def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
+def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: KFModelConfig):
     if script_args.dry_run:
         print(
             json.dumps(
@@ -97,6 +122,8 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         train_dataset=data,
         peft_config=get_peft_config(model_args),
     )
+    if model_args.freeze_vision_modules:
+        freeze_vision_modules(trainer.model)
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)

@@ -32,6 +32,9 @@ SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+# The reasoning tags are ordinary added tokens (as in Qwen3's tokenizer): one token each, kept when decoding with
+# skip_special_tokens, so rewards still parse them.
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 # Qwen2.5-VL's chat template, restricted to content['type'] tests.
 CHAT_TEMPLATE = (
@@ -63,7 +66,8 @@ def _corpus() -> list[str]:
     lines = vocabulary_corpus()
     lines += [
         "You are a helpful assistant.",
-        "<think> </think> <answer> </answer>",
+        "Frame frames none nothing then so first last",
+        " ".join(f"Frame {i}:" for i in range(1, 33)),
         "Think about the question inside <think> </think> tags, then give the final answer inside <answer> </answer>.",
         "Options: Answer with the option's letter. Answer with a single number. The frames were taken at seconds",
         "system user assistant the a an is of to in and it was first then after before next last frame video",
@@ -96,6 +100,7 @@ def build_tokenizer(vocab_size: int = 640):
         pad_token="<|endoftext|>",
     )
     tok.add_tokens(SPECIAL_TOKENS, special_tokens=True)
+    tok.add_tokens(TAG_TOKENS)
     tok.chat_template = CHAT_TEMPLATE
     return tok
 

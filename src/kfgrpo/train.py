@@ -10,17 +10,18 @@ import sys
 from unittest import mock
 
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import TrlParser, get_peft_config
 
 from .config import KFGRPOConfig
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+from .model_utils import KFModelConfig, freeze_vision_modules
 from .rewards import get_reward_funcs
 
 logger = logging.getLogger(__name__)
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((KFScriptArguments, KFGRPOConfig, ModelConfig))
+    return TrlParser((KFScriptArguments, KFGRPOConfig, KFModelConfig))
 
 
 def resolved_config(script_args, training_args, model_args) -> dict:
@@ -31,7 +32,7 @@ def resolved_config(script_args, training_args, model_args) -> dict:
     )
 
 
-def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: ModelConfig):
+def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: KFModelConfig):
     if script_args.dry_run:
         print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))
         return None
@@ -52,6 +53,8 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
         train_dataset=train,
         peft_config=get_peft_config(model_args),
     )
+    if model_args.freeze_vision_modules:
+        logger.info("Froze %d vision parameters", freeze_vision_modules(trainer.model))
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
@@ -63,6 +66,13 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     trainer.save_state()  # trainer_state.json next to the final model
     trainer.save_model(training_args.output_dir)
     trainer.create_model_card(dataset_name=script_args.dataset_name)  # kfgrpo tags, preset, TAD config, metrics
+    if trainer.is_world_process_zero() and any("reward" in h for h in trainer.state.log_history):
+        from .learning_curve import plot_learning_curve
+
+        title = f"{training_args.kf_preset}: {os.path.basename(os.path.normpath(training_args.output_dir))}"
+        plot_learning_curve(
+            trainer.state.log_history, os.path.join(training_args.output_dir, "learning_curve.png"), title
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer

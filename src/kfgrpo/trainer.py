@@ -38,6 +38,7 @@ from trl.data_utils import apply_chat_template, is_conversational, prepare_multi
 from trl.trainer.utils import pad
 
 from .config import ORDER_PROBES, KFGRPOConfig
+from .data_utils import fit_prompt_to_frames
 from .probes import perturb
 from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
 
@@ -183,7 +184,9 @@ class KFGRPOTrainer(GRPOTrainer):
     # Probe machinery
     # ------------------------------------------------------------------------------------------------------------
     def _kf_prompt(self, row, frames):
-        return prepare_multimodal_messages(copy.deepcopy(row["prompt"]), images=list(frames) or None)
+        # Probes that drop frames also drop their placeholders (and frame labels) from a structured prompt.
+        prompt = fit_prompt_to_frames(copy.deepcopy(row["prompt"]), len(frames))
+        return prepare_multimodal_messages(prompt, images=list(frames) or None)
 
     def _kf_probe_accuracy(self, rows, frames, num_probe_generations: int) -> torch.Tensor:
         """Mean accuracy of ``num_probe_generations`` sampled completions per row on ``frames``."""

@@ -144,7 +144,8 @@ def test_eval_writes_results_and_predictions(tiny_model_dir, layouts, tmp_path, 
     assert res["per_category"]
     assert (res["tad_config"] is not None) == (frames == "tad")
     if frames == "tad":
-        assert set(res["frame_sensitivity"]) >= {"accuracy_probe", "gap"}
+        assert res["frame_sensitivity"] == pytest.approx(res["accuracy"] - res["accuracy_shuffled"])
+        assert 0 < res["chance"] < 1
     if benchmark == "videomme":
         assert res["num_unreadable"] == 1 and res["unreadable"][0]["id"] == "missing-1"
 
@@ -173,6 +174,68 @@ def test_scores_and_breakdowns_are_consistent(tiny_model_dir, layouts, tmp_path,
         assert stats["n"] == len(sub) and stats["accuracy"] == pytest.approx(
             sum(r["solution"] == "A" for r in sub) / len(sub)
         )
+
+
+def test_chance_accuracy():
+    from kfgrpo.eval.run import chance_accuracy
+
+    mc = dict(problem_type="multiple_choice", options=["A. x", "B. y", "C. z", "D. w"], solution="A")
+    assert chance_accuracy([mc]) == pytest.approx(0.25)
+    # Numbers: a uniform pick among the split's distinct answers {2, 3, 4}.
+    nums = [dict(problem_type="numerical", options=None, solution=str(n)) for n in (2, 3, 3, 4)]
+    assert chance_accuracy(nums) == pytest.approx(1 / 3)
+    assert chance_accuracy([mc, *nums]) == pytest.approx((0.25 + 4 / 3) / 5)
+
+
+def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_path, monkeypatch):
+    """A stub that answers A on frames in their real order and Z otherwise: shuffling costs it exactly its wins."""
+    import kfgrpo.eval.run as run
+
+    real_frames, row_of = {}, {}
+    real_conversation = run._conversation
+
+    def recording(row, frames, timestamps, prompt_args):
+        conv = real_conversation(row, frames, timestamps, prompt_args)
+        real_frames.setdefault(row["id"], list(frames))  # the first call per row carries the real order
+        row_of[id(conv)] = row["id"]
+        return conv
+
+    def images(conv):
+        return [
+            p["image"] for m in conv if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image"
+        ]
+
+    class OrderAware:
+        def __init__(self, args):
+            pass
+
+        def generate(self, conversations):
+            return [
+                "<answer>A</answer>"
+                if all(a is b for a, b in zip(images(c), real_frames[row_of[id(c)]]))
+                else "<answer>Z</answer>"
+                for c in conversations
+            ]
+
+    monkeypatch.setattr(run, "_HFBackend", OrderAware)
+    monkeypatch.setattr(run, "_conversation", recording)
+    res = evaluate(
+        EvalArgs(
+            model="m",
+            benchmark="videomme",
+            data=str(layouts["videomme"]),
+            output=str(tmp_path),
+            num_frames=3,
+            probe="shuffle",
+            results_file="eval.json",
+        ),
+        progress=False,
+    )
+    assert (tmp_path / "eval.json").exists() and not (tmp_path / "results.json").exists()
+    rows = [r for r in read_benchmark("videomme", str(layouts["videomme"])) if r["id"] != "missing-1"]
+    share_a = sum(r["solution"] == "A" for r in rows) / len(rows)
+    assert res["accuracy"] == pytest.approx(share_a) and res["chance"] == pytest.approx(0.25)
+    assert res["accuracy_shuffled"] == 0.0 and res["frame_sensitivity"] == pytest.approx(share_a)
 
 
 def test_eval_plot(tmp_path, tiny_model_dir, layouts):

@@ -1,6 +1,7 @@
 """``kfgrpo eval``: a model on a benchmark, with TAD or uniform frames, deterministic, with every setting written down.
 
-Writes ``OUTPUT/results.json`` (accuracy, per-category breakdowns, frame sensitivity with ``--probe shuffle``, the
+Writes ``OUTPUT/results.json`` (accuracy, ``chance`` — the expected accuracy of random answers on the questions —
+per-category breakdowns, ``frame_sensitivity`` = accuracy minus ``accuracy_shuffled`` with ``--probe shuffle``, the
 model, frames, K, TAD config, the exact prompt template and decoding) and ``OUTPUT/predictions.jsonl`` (one line per
 question: id, raw prediction, parsed answer, score, correct, the timestamps used). Decoding is greedy. A question's
 score is the accuracy reward for its problem type (0/1 for multiple choice and numbers; IoU / ROUGE otherwise);
@@ -42,6 +43,10 @@ class EvalArgs:
     batch_size: int = field(default=4, metadata={"help": "Questions per generate call (hf backend)."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle probe."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype for the hf backend: auto, bfloat16, float32."})
+    results_file: str = field(
+        default="results.json",
+        metadata={"help": "Name of the results file written in `output` (`make train`: eval.json)."},
+    )
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
@@ -122,6 +127,27 @@ def _breakdown(records, key="score"):
         name: {v: dict(n=len(s), accuracy=sum(s) / len(s)) for v, s in sorted(vals.items())}
         for name, vals in out.items()
     }
+
+
+def chance_accuracy(rows: list[dict]) -> float:
+    """Expected accuracy of random answers on ``rows``: a uniformly random option for questions with options;
+    otherwise a uniformly random pick among the distinct answers of the split for that problem type (numbers, spans,
+    free text), scored with the same accuracy function as the model."""
+    if not rows:
+        return 0.0
+    answers = defaultdict(set)
+    for r in rows:
+        if not r.get("options"):
+            answers[r["problem_type"]].add(str(r["solution"]))
+    total = 0.0
+    for r in rows:
+        if r.get("options"):
+            total += 1.0 / len(r["options"])
+        else:
+            pool = sorted(answers[r["problem_type"]])
+            scores = [score_answer(f"<answer>{a}</answer>", r["solution"], r["problem_type"]) or 0.0 for a in pool]
+            total += sum(scores) / len(scores)
+    return total / len(rows)
 
 
 def evaluate(
@@ -213,6 +239,7 @@ def evaluate(
         num_unreadable=len(unreadable),
         accuracy=accuracy,
         accuracy_all=sum(r["score"] for r in records) / len(rows) if rows else 0.0,
+        chance=chance_accuracy([row for row, _ in prepared]),
         per_category=_breakdown(records),
         template=prompt_args.prompt_spec(),
         decoding=dict(
@@ -231,11 +258,9 @@ def evaluate(
     )
     if probe_predictions is not None:
         probe_acc = sum(r["probe_score"] for r in records) / n if n else 0.0
-        results["frame_sensitivity"] = dict(
-            probe="shuffle",
-            accuracy_probe=probe_acc,
-            gap=accuracy - probe_acc,
-            per_category=_breakdown(records, "probe_score"),
-        )
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+        # Accuracy with the real frames minus accuracy with the same frames shuffled (same prompt text).
+        results["frame_sensitivity"] = accuracy - probe_acc
+        results["accuracy_shuffled"] = probe_acc
+        results["per_category_shuffled"] = _breakdown(records, "probe_score")
+    (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results

@@ -1,0 +1,46 @@
+"""The CPU demo's recipes (recipes/tiny-cpu/) agree with each other: the same frames and prompt in every stage."""
+
+import pathlib
+
+import yaml
+
+from kfgrpo.cli import _parse
+from kfgrpo.data_utils import PromptArguments
+from kfgrpo.eval import EvalArgs
+from kfgrpo.synth import SynthConfig
+from kfgrpo.tad import TADConfig
+
+TINY = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu"
+PROMPT_KEYS = {f for f in PromptArguments.__dataclass_fields__}
+TAD_KEYS = {f for f in TADConfig.__dataclass_fields__}
+
+
+def _load(name):
+    return yaml.safe_load((TINY / name).read_text())
+
+
+def test_eval_selects_frames_like_the_training_cache():
+    tad, ev = _load("tad.yaml"), _load("eval.yaml")
+    assert {k: v for k, v in ev.items() if k in TAD_KEYS} == tad
+    assert ev["num_frames"] == 8 and ev["frames"] == "tad" and ev["probe"] == "shuffle"
+
+
+def test_every_stage_uses_the_same_prompt():
+    prompts = [
+        {k: v for k, v in _load(n).items() if k in PROMPT_KEYS} for n in ("sft.yaml", "kfgrpo.yaml", "eval.yaml")
+    ]
+    assert prompts[0] == prompts[1] == prompts[2] and prompts[0]["frame_template"]
+
+
+def test_stages_chain():
+    sft, rl, ev = _load("sft.yaml"), _load("kfgrpo.yaml"), _load("eval.yaml")
+    assert rl["model_name_or_path"] == sft["output_dir"]  # KF-GRPO starts from the warm start
+    assert ev["model"] == ev["output"] == rl["output_dir"] and ev["results_file"] == "eval.json"
+    assert sft["dataset_name"] == rl["dataset_name"]
+
+
+def test_demo_recipes_parse():
+    args, prompt, tad = _parse((EvalArgs, PromptArguments, TADConfig), ["--config", str(TINY / "eval.yaml")], "t")
+    assert args.results_file == "eval.json" and prompt.frame_template == "Frame {index}:" and tad.max_pixels == 3136
+    (synth,) = _parse((SynthConfig,), ["--config", str(TINY / "synth.yaml")], "t")
+    assert synth.families == ["order", "count"]
