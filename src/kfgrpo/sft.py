@@ -50,14 +50,20 @@ class SFTScriptArguments(KFScriptArguments):
             raise ValueError("trace_format must be `objects` or `frames`")
 
 
+def _visible(events, t: float, detail: str) -> list[str]:
+    """Names of the objects on screen at time ``t`` (event start <= t <= end)."""
+    return [
+        e["name"].split(" ")[0] if detail == "color" else e["name"]
+        for e in events or []
+        if e["start"] - 1e-6 <= t <= e["end"] + 1e-6
+    ]
+
+
 def keyframe_trace(events, timestamps, detail: str = "color") -> str:
-    """The objects visible in the keyframes (event start <= t <= end), in order of first appearance."""
+    """The objects visible in the keyframes, in order of first appearance."""
     seen = []
     for t in timestamps or []:
-        for e in events or []:
-            name = e["name"].split(" ")[0] if detail == "color" else e["name"]
-            if e["start"] - 1e-6 <= t <= e["end"] + 1e-6 and name not in seen:
-                seen.append(name)
+        seen += [name for name in _visible(events, t, detail) if name not in seen]
     return ", then ".join(seen) if seen else "nothing"
 
 
@@ -65,11 +71,7 @@ def frame_trace(events, timestamps, detail: str = "color") -> str:
     """What each keyframe shows, numbered from 1: ``1 none, 2 red, 3 red, 4 blue``."""
     items = []
     for i, t in enumerate(timestamps or []):
-        names = [
-            e["name"].split(" ")[0] if detail == "color" else e["name"]
-            for e in events or []
-            if e["start"] - 1e-6 <= t <= e["end"] + 1e-6
-        ]
+        names = _visible(events, t, detail)
         items.append(f"{i + 1} {names[0] if names else 'none'}")
     return ", ".join(items)
 
