@@ -29,7 +29,7 @@ def test_every_stage_uses_the_same_prompt():
     prompts = [
         {k: v for k, v in _load(n).items() if k in PROMPT_KEYS} for n in ("sft.yaml", "kfgrpo.yaml", "eval.yaml")
     ]
-    assert prompts[0] == prompts[1] == prompts[2] and prompts[0]["frame_template"]
+    assert prompts[0] == prompts[1] == prompts[2] and prompts[0]["question_position"] == "before"
 
 
 def test_stages_chain():
@@ -41,6 +41,6 @@ def test_stages_chain():
 
 def test_demo_recipes_parse():
     args, prompt, tad = _parse((EvalArgs, PromptArguments, TADConfig), ["--config", str(TINY / "eval.yaml")], "t")
-    assert args.results_file == "eval.json" and prompt.frame_template == "Frame {index}:" and tad.max_pixels == 3136
+    assert args.results_file == "eval.json" and prompt.question_position == "before" and tad.max_pixels == 3136
     (synth,) = _parse((SynthConfig,), ["--config", str(TINY / "synth.yaml")], "t")
     assert synth.families == ["order", "count"]

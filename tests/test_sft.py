@@ -3,7 +3,7 @@ import json
 from transformers import AutoModelForImageTextToText
 
 from kfgrpo.cli import main
-from kfgrpo.sft import SFTScriptArguments, frame_trace, keyframe_trace, sft_completion
+from kfgrpo.sft import SFTScriptArguments, frame_trace, keyframe_trace, sft_completion, tally_trace
 
 EVENTS = [dict(name="red square", start=1.0, end=2.0), dict(name="blue disc", start=4.0, end=5.0)]
 
@@ -20,6 +20,27 @@ def test_frame_trace_numbers_every_keyframe():
     args = SFTScriptArguments(dataset_name="x", trace_format="frames")
     row = dict(solution="B", events=EVENTS, timestamps=[1.5, 4.5])
     assert sft_completion(row, args)[0]["content"] == "<think>1 red, 2 blue.</think><answer>B</answer>"
+
+
+def test_tally_trace_counts_objects_and_names_the_option():
+    ts = [0.5, 1.5, 1.8, 3.0, 4.5]
+    assert tally_trace(EVENTS, ts) == " none 0, red 1, red 1, none 1, blue 2,"
+    options = ["A. green disc", "B. blue disc", "C. red square", "D. white square"]
+    first = "Which object appeared first in the video?"
+    checks = " A green red no, B blue red no, C red red yes, D white red no"
+    assert tally_trace(EVENTS, ts, problem=first, options=options).endswith("blue 2, first red, so" + checks)
+    last = "Which object appeared last in the video?"
+    checks = " A green blue no, B blue blue yes, C red blue no, D white blue no"
+    assert tally_trace(EVENTS, ts, problem=last, options=options).endswith(" last blue, so" + checks)
+    assert tally_trace(EVENTS, ts, problem="How many objects appeared in the video?").endswith("blue 2,")
+    nothing = " none 0, first none, so A green none no, B blue none no, C red none no, D white none no"
+    assert tally_trace(EVENTS, [3.0], problem=first, options=options) == nothing
+    # Repeated frames of one object count once; objects are counted in the keyframes, not in the video.
+    assert tally_trace(EVENTS, [1.2, 1.4, 1.6]) == " red 1, red 1, red 1,"
+    args = SFTScriptArguments(dataset_name="x", trace_format="tally")
+    row = dict(solution="C", events=EVENTS, timestamps=[1.5, 4.5], problem=first, options=options)
+    think = " red 1, blue 2, first red, so A green red no, B blue red no, C red red yes, D white red no"
+    assert sft_completion(row, args)[0]["content"] == f"<think>{think}</think><answer>C</answer>"
 
 
 def test_sft_completion_targets():
@@ -69,14 +90,14 @@ def test_sft_command_trains_and_saves(tiny_model_dir, frame_cache, tmp_path):
 
 
 def test_sft_with_the_demo_settings_trains_only_the_language_model(tiny_model_dir, frame_cache, tmp_path):
-    """Frozen vision, frames interleaved with their numbers, per-frame traces (recipes/tiny-cpu/sft.yaml)."""
+    """Frozen vision, the question before the frames, tally traces (recipes/tiny-cpu/sft.yaml)."""
     import torch
 
     out = tmp_path / "sft"
     args = ["sft", "--model_name_or_path", tiny_model_dir, "--dataset_name", str(frame_cache)]
     args += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true"]
     args += ["--bf16", "false", "--save_strategy", "no", "--report_to", "none", "--learning_rate", "1e-2"]
-    args += ["--freeze_vision_modules", "true", "--trace_format", "frames", "--frame_template", "Frame {index}:"]
+    args += ["--freeze_vision_modules", "true", "--trace_format", "tally", "--question_position", "before"]
     assert main(args) == 0
     before = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
     after = AutoModelForImageTextToText.from_pretrained(out).state_dict()

@@ -64,6 +64,15 @@ def test_tokenizer_has_qwen_special_tokens_and_chat_template(tiny_model_dir):
         "Ġred",
         "Ġsquare",
     ]
+    # Every step of a per-frame trace is 4 tokens whatever the colour (sft.py's `tally` trace relies on it).
+    from kfgrpo.synth import COLORS
+
+    for word in ["none", *COLORS]:
+        assert len(tok.tokenize(f" {word} 3,")) == 4, word
+    assert tok.tokenize(" first red, so A blue red no, B") == ["Ġfirst", "Ġred", ",", "Ġso", "ĠA", "Ġblue", "Ġred", "Ġno", ",", "ĠB"]
+    # ... as long as an option line, so a check copies its option from a fixed distance.
+    for line in ("A. magenta triangle\n", "B. red disc\n", "C. white square\n"):
+        assert len(tok.tokenize(line)) == 5
     # The template branches on content['type'], so Arrow-filled keys ('video': None) never add a video.
     text = tok.apply_chat_template(
         [

@@ -76,6 +76,23 @@ def test_format_prompt_interleaves_frames_with_frame_template():
     assert fit_prompt_to_frames([{"role": "user", "content": "hi"}], 0) == [{"role": "user", "content": "hi"}]
 
 
+@pytest.mark.parametrize("frame_template", ["", "Frame {index}:"])
+def test_format_prompt_question_before_frames(frame_template):
+    args = KFScriptArguments(
+        dataset_name="x", question_position="before", frame_template=frame_template, timestamps_template=""
+    )
+    row = dict(problem="How many?", options=None, problem_type="numerical", timestamps=[0.5, 2.0, 3.0])
+    _, user = format_prompt(row, args)
+    question = {"type": "text", "text": "How many?\nAnswer with a single number.\n"}
+    label = [{"type": "text", "text": f"Frame {i}:"} for i in (1, 2, 3)] if frame_template else [None] * 3
+    frames = [part for i in range(3) for part in (label[i], {"type": "image"}) if part]
+    assert user["content"] == [question, *frames]
+    # Dropping frames removes their labels but never the question, down to no frame at all.
+    for keep in (2, 0):
+        (fitted,) = fit_prompt_to_frames([user], keep)
+        assert fitted["content"] == [question, *frames[: keep * (2 if frame_template else 1)]]
+
+
 def _train_args(model, data, out, steps):
     return [
         "--config",

@@ -40,6 +40,14 @@ class PromptArguments:
             "frames as Qwen3-VL does for video; empty puts all frames first, then the text (TRL's layout)."
         },
     )
+    question_position: str = field(
+        default="after",
+        metadata={
+            "help": "`after`: frames first, then the question (TRL's and Video-R1's layout); `before`: the question, "
+            "then the frames, so the frames end at the same distance from the answer whatever the question's length "
+            "(a small model trained from scratch reads frame i with one relative-position attention head)."
+        },
+    )
     instruction_multiple_choice: str = field(
         default="Answer with the option's letter.", metadata={"help": "Instruction for multiple-choice rows."}
     )
@@ -108,15 +116,21 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
         instruction=instruction,
     ).strip()
     frame_template = getattr(args, "frame_template", "")
-    if not (frame_template and timestamps):
+    question_first = getattr(args, "question_position", "after") == "before"
+    if not ((frame_template or question_first) and timestamps):
         messages = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
         return messages + [{"role": "user", "content": text}]
     # Structured content: every message a list of parts (one Arrow type per column); TRL's
     # prepare_multimodal_messages fills the image placeholders with the row's frames, in order.
-    content = []
+    frames = []
     for i, t in enumerate(timestamps):
-        content += [{"type": "text", "text": frame_template.format(index=i + 1, timestamp=t)}, {"type": "image"}]
-    content.append({"type": "text", "text": "\n" + text})
+        if frame_template:
+            frames.append({"type": "text", "text": frame_template.format(index=i + 1, timestamp=t)})
+        frames.append({"type": "image"})
+    if question_first:
+        content = [{"type": "text", "text": text + "\n"}, *frames]
+    else:
+        content = [*frames, {"type": "text", "text": "\n" + text}]
     messages = (
         [{"role": "system", "content": [{"type": "text", "text": args.system_prompt}]}] if args.system_prompt else []
     )
@@ -125,16 +139,22 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
 
 def fit_prompt_to_frames(prompt: list[dict], num_frames: int) -> list[dict]:
     """A structured prompt with at most ``num_frames`` image placeholders: extra trailing placeholders are removed with
-    the frame label before each (probes that drop frames). String prompts are returned unchanged."""
+    the frame label before each (probes that drop frames). String prompts are returned unchanged.
+
+    Frames carry labels when every image has a text part right before it; the question text is never taken for a
+    label (with ``question_position: before`` and no ``frame_template`` it is the first part and no text follows)."""
     out = []
     for message in prompt:
         content = message.get("content")
         if isinstance(content, list):
             n = sum(1 for part in content if part.get("type") == "image")
             parts = list(content)
+            images = [i for i, part in enumerate(parts) if part.get("type") == "image"]
+            text_after = any(part.get("type") == "text" for part in parts[images[-1] + 1 :]) if images else False
+            labelled = bool(images) and all(i > 0 and parts[i - 1].get("type") == "text" for i in images)
             while n > num_frames:
                 j = max(i for i, part in enumerate(parts) if part.get("type") == "image")
-                drop = {j, j - 1} if j > 0 and parts[j - 1].get("type") == "text" else {j}
+                drop = {j, j - 1} if labelled and (j - 1 > 0 or text_after) else {j}
                 parts = [part for i, part in enumerate(parts) if i not in drop]
                 n -= 1
             message = {**message, "content": parts}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from trl import SFTConfig, SFTTrainer, TrlParser
@@ -36,7 +37,8 @@ class SFTScriptArguments(KFScriptArguments):
         metadata={
             "help": "`objects`: the distinct objects the keyframes show, in order (`red, then blue`); `frames`: what "
             "each keyframe shows, numbered (`1 none, 2 red, ...`), which matches a `frame_template` such as "
-            "`Frame {index}:`."
+            "`Frame {index}:`; `tally`: what each keyframe shows and how many objects have appeared so far "
+            "(` none 0, red 1, red 1, blue 2,`), and for `first` / `last` questions the object meant (` first red`)."
         },
     )
 
@@ -46,8 +48,8 @@ class SFTScriptArguments(KFScriptArguments):
             raise ValueError("sft_target must be `reasoning` or `answer`")
         if self.trace_detail not in ("color", "name"):
             raise ValueError("trace_detail must be `color` or `name`")
-        if self.trace_format not in ("objects", "frames"):
-            raise ValueError("trace_format must be `objects` or `frames`")
+        if self.trace_format not in ("objects", "frames", "tally"):
+            raise ValueError("trace_format must be `objects`, `frames` or `tally`")
 
 
 def _visible(events, t: float, detail: str) -> list[str]:
@@ -76,10 +78,51 @@ def frame_trace(events, timestamps, detail: str = "color") -> str:
     return ", ".join(items)
 
 
+def tally_trace(events, timestamps, detail: str = "color", problem: str = "", options=None) -> str:
+    """Per keyframe, what it shows and how many objects have appeared so far: `` none 0, red 1, red 1, blue 2,``.
+
+    One step per frame, each the same number of tokens with the tiny tokenizer (colours are single tokens), so step i
+    lies at a fixed distance from frame i when the question precedes the frames (``question_position: before``). The
+    running count makes counting one local step per frame: it grows when a frame shows an object the previous frame
+    did not (ChronoSynth objects never return). A question about the ``first`` / ``last`` object ends with that object
+    and one check per option: its letter, the colour it names, the object sought, yes or no
+    (`` first red, so A blue red no, B red red yes, ...``). A check is as long as an option line (5 tokens), so it
+    too copies its option from a fixed distance and compares two adjacent tokens; the answer copies the letter marked
+    ``yes``. (Looking a colour up among the options in one step, the tiny model stayed at chance.)
+    """
+    steps, count, previous, seen = [], 0, None, []
+    for t in timestamps or []:
+        names = _visible(events, t, detail)
+        shown = names[0] if names else None
+        if shown is not None and shown != previous:
+            count += 1
+            seen.append(shown)
+        previous = shown
+        steps.append(f" {shown or 'none'} {count},")
+    trace = "".join(steps)
+    words = set(re.findall(r"[a-z]+", (problem or "").lower()))
+    for which, index in (("first", 0), ("last", -1)):
+        if which in words:
+            target = seen[index] if seen else "none"
+            checks = []
+            for option in options or []:
+                letter, _, text = str(option).partition(". ")
+                named = text if detail == "name" else text.split(" ")[0]
+                checks.append(f" {letter} {named} {target} {'yes' if named == target else 'no'}")
+            trace += f" {which} {target}, so" + ",".join(checks)
+            break
+    return trace
+
+
 def sft_completion(row: dict, args: SFTScriptArguments) -> list[dict]:
     if args.sft_target == "reasoning" and row.get("events") is not None:
-        trace = frame_trace if args.trace_format == "frames" else keyframe_trace
-        think = trace(row["events"], row.get("timestamps"), args.trace_detail) + "."
+        if args.trace_format == "tally":
+            think = tally_trace(
+                row["events"], row.get("timestamps"), args.trace_detail, row.get("problem", ""), row.get("options")
+            )
+        else:
+            trace = frame_trace if args.trace_format == "frames" else keyframe_trace
+            think = trace(row["events"], row.get("timestamps"), args.trace_detail) + "."
     else:
         think = "."
     return [{"role": "assistant", "content": f"<think>{think}</think><answer>{row['solution']}</answer>"}]
@@ -112,7 +155,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         "revision": model_args.model_revision,
     }
     data = load_keyframe_dataset(script_args)
-    cols = [c for c in ("solution", "events", "timestamps") if c in data.column_names]
+    cols = [c for c in ("solution", "events", "timestamps", "problem", "options") if c in data.column_names]
     data = to_grpo_dataset(data, script_args)
     data = data.map(
         lambda *v: {"completion": sft_completion(dict(zip(cols, v)), script_args)}, input_columns=cols, desc="targets"

@@ -61,9 +61,14 @@ _SIZES = {
 
 
 def _corpus() -> list[str]:
-    from .synth import vocabulary_corpus
+    from .synth import COLORS, vocabulary_corpus
 
     lines = vocabulary_corpus()
+    # Reasoning traces name a colour (or "none") per frame: repeated here so that each is one token, and a trace step
+    # (" red 2,") has the same length whatever the colour.
+    lines += [" ".join(["none", *COLORS]) + " " + ", ".join(f"{i} none" for i in range(1, 9))] * 20
+    # ... and so are the option checks that end a trace (" first red, so A blue red no, B red red yes").
+    lines += [" first red, so A blue red no, B red red yes, C green red no, D white red no"] * 20
     lines += [
         "You are a helpful assistant.",
         "Frame frames none nothing then so first last",
