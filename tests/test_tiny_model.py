@@ -69,7 +69,18 @@ def test_tokenizer_has_qwen_special_tokens_and_chat_template(tiny_model_dir):
 
     for word in ["none", *COLORS]:
         assert len(tok.tokenize(f" {word} 3,")) == 4, word
-    assert tok.tokenize(" first red, so A blue red no, B") == ["Ġfirst", "Ġred", ",", "Ġso", "ĠA", "Ġblue", "Ġred", "Ġno", ",", "ĠB"]
+    assert tok.tokenize(" first red, so A blue red no, B") == [
+        "Ġfirst",
+        "Ġred",
+        ",",
+        "Ġso",
+        "ĠA",
+        "Ġblue",
+        "Ġred",
+        "Ġno",
+        ",",
+        "ĠB",
+    ]
     # ... as long as an option line, so a check copies its option from a fixed distance.
     for line in ("A. magenta triangle\n", "B. red disc\n", "C. white square\n"):
         assert len(tok.tokenize(line)) == 5
