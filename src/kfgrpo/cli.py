@@ -154,7 +154,9 @@ def _eval_plot(argv):
     from .eval.plot import plot_results
 
     parser = argparse.ArgumentParser(prog="kfgrpo eval-plot", description=COMMANDS["eval-plot"])
-    parser.add_argument("dirs", nargs="+", help="Output folders of `kfgrpo eval`.")
+    parser.add_argument(
+        "dirs", nargs="+", help="Output folders of `kfgrpo eval` (results.json or eval.json inside) or results files."
+    )
     parser.add_argument("--output", required=True, help="PNG to write.")
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)

@@ -257,3 +257,13 @@ def test_eval_plot(tmp_path, tiny_model_dir, layouts):
         dirs.append(str(out))
     assert main(["eval-plot", *dirs, "--output", str(tmp_path / "cmp.png")]) == 0
     assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    # The CPU demo writes eval.json (`results_file`): a folder holding it, or the file itself, plots too.
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "tad" / "results.json").rename(tmp_path / "demo" / "eval.json")
+    assert (
+        main(["eval-plot", str(tmp_path / "demo"), dirs[1] + "/results.json", "--output", str(tmp_path / "b.png")])
+        == 0
+    )
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="eval.json"):
+        main(["eval-plot", str(tmp_path / "tad"), "--output", str(tmp_path / "c.png")])

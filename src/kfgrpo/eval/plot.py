@@ -12,13 +12,27 @@ def _label(results: dict, path: Path) -> str:
     return f"{path.name} ({results['frames']}, K={results['num_frames']})"
 
 
+RESULT_FILES = ("results.json", "eval.json")  # `kfgrpo eval`'s default and the CPU demo's `results_file`
+
+
+def load_results(path: str | Path) -> dict:
+    """The results of one `kfgrpo eval` run: a results file, or an output folder holding one (see RESULT_FILES)."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    for name in RESULT_FILES:
+        if (path / name).is_file():
+            return json.loads((path / name).read_text())
+    raise FileNotFoundError(f"{path}: no {' or '.join(RESULT_FILES)} (is it a `kfgrpo eval` output folder?)")
+
+
 def plot_results(dirs: list[str], output: str, title: str | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [(Path(d), json.loads((Path(d) / "results.json").read_text())) for d in dirs]
+    runs = [(Path(d), load_results(d)) for d in dirs]
     names = sorted({name for _, r in runs for name in r["per_category"]})
     panels = [("overall", {"all": None})] + [(n, None) for n in names]
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 1.2 * 6), 2.8 * len(panels)), squeeze=False)
