@@ -38,7 +38,8 @@ class SFTScriptArguments(KFScriptArguments):
             "help": "`objects`: the distinct objects the keyframes show, in order (`red, then blue`); `frames`: what "
             "each keyframe shows, numbered (`1 none, 2 red, ...`), which matches a `frame_template` such as "
             "`Frame {index}:`; `tally`: what each keyframe shows and how many objects have appeared so far "
-            "(` none 0, red 1, red 1, blue 2,`), and for `first` / `last` questions the object meant (` first red`)."
+            "(` none 0, red 1, red 1, blue 2,`), then for `first` / `last` questions the object meant and one check "
+            "per option (` first red, so A blue red no, B red red yes, ...`)."
         },
     )
 
