@@ -147,9 +147,9 @@ def fit_prompt_to_frames(prompt: list[dict], num_frames: int) -> list[dict]:
     for message in prompt:
         content = message.get("content")
         if isinstance(content, list):
-            n = sum(1 for part in content if part.get("type") == "image")
             parts = list(content)
             images = [i for i, part in enumerate(parts) if part.get("type") == "image"]
+            n = len(images)
             text_after = any(part.get("type") == "text" for part in parts[images[-1] + 1 :]) if images else False
             labelled = bool(images) and all(i > 0 and parts[i - 1].get("type") == "text" for i in images)
             while n > num_frames:
