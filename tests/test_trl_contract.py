@@ -61,6 +61,24 @@ def test_vllm_generation_api():
     assert _params(VLLMGeneration.generate)[:4] == ["self", "prompts", "images", "num_generations"]
 
 
+def test_vllm_weight_sync_still_needs_kfgrpos_fixes():
+    """kfgrpo wraps ``VLLMGeneration.sync_weights`` (kfgrpo.vllm_utils.patch_weight_sync) because TRL 1.16 resets only
+    the prefix cache after a sync, and adds a logit bias against vision placeholders to ``generation_kwargs`` because
+    only TRL's transformers path suppresses them. If an upgrade does either itself, this fails: drop the kfgrpo fix."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    sync = inspect.getsource(VLLMGeneration.sync_weights)
+    assert "reset_prefix_cache()" in sync
+    assert "reset_encoder_cache" not in sync, "TRL now resets vLLM's encoder cache itself: drop patch_weight_sync"
+    assert "load_weights" in sync and "reload_weights" not in sync
+    assert "self.vllm_generation.sync_weights()" in inspect.getsource(GRPOTrainer)
+    generate = inspect.getsource(VLLMGeneration.generate)
+    assert "self.generation_kwargs" in generate, "vLLM sampling no longer reads generation_kwargs"
+    init = inspect.getsource(GRPOTrainer.__init__)
+    assert 'generation_kwargs["suppress_tokens"] = [model.config.image_token_id]' in init
+    assert "suppress_tokens" not in inspect.getsource(VLLMGeneration), "TRL now suppresses image tokens in vLLM"
+
+
 def test_trainer_attributes_used():
     src = inspect.getsource(GRPOTrainer)
     for attr in (

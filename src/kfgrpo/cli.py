@@ -205,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kfgrpo: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _quiet_env()
-    return HANDLERS[command](rest) or 0
+    from .vllm_utils import VLLMUnavailableError
+
+    try:
+        return HANDLERS[command](rest) or 0
+    except VLLMUnavailableError as exc:  # one line naming the extra to install, not a traceback from inside TRL
+        print(f"kfgrpo {command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ stay TRL's.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import functools
 import inspect
 import math
 import random
@@ -41,6 +39,7 @@ from .config import ORDER_PROBES, KFGRPOConfig
 from .data_utils import fit_prompt_to_frames
 from .probes import perturb
 from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
+from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
 
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
 
@@ -62,8 +61,13 @@ class KFGRPOTrainer(GRPOTrainer):
             funcs.append(kf_contrastive_reward)
             if args.reward_weights is not None and len(args.reward_weights) == len(funcs) - 1:
                 args.reward_weights = [*args.reward_weights, 1.0]
-        with _vllm_colocate_limits(args, kwargs.get("train_dataset")):
+        if args.use_vllm:
+            require_vllm()
+        with vllm_colocate_limits(args, kwargs.get("train_dataset")):
             super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        if args.use_vllm:
+            patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
+            suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
         self._kf_last_call = None
         if args.kf_enabled:
             if args.kf_accuracy_reward not in self.reward_func_names:
@@ -272,37 +276,6 @@ class KFGRPOTrainer(GRPOTrainer):
             **forward,
         )
         return (logps * target_mask).sum(dim=1) / target_mask.sum(dim=1).clamp_min(1)
-
-
-@contextlib.contextmanager
-def _vllm_colocate_limits(args: KFGRPOConfig, train_dataset):
-    """TRL builds vLLM's ``LLM`` without ``limit_mm_per_prompt``; while the trainer is constructed, the ``LLM`` name
-    TRL uses is bound to a partial that adds it (K images, no video), so vLLM's memory profile fits K frames."""
-    if not (args.use_vllm and args.vllm_mode == "colocate"):
-        yield
-        return
-    import trl.generation.vllm_generation as vllm_generation
-
-    original = getattr(vllm_generation, "LLM", None)
-    if original is None:  # vLLM not installed: TRL raises its own clear error
-        yield
-        return
-    limit = args.vllm_limit_images or max_images(train_dataset) or 1
-    vllm_generation.LLM = functools.partial(original, limit_mm_per_prompt={"image": limit, "video": 0})
-    try:
-        yield
-    finally:
-        vllm_generation.LLM = original
-
-
-def max_images(dataset) -> int:
-    """The largest number of frames in a row's ``images`` (read from Arrow, no image decoding)."""
-    if dataset is None or "images" not in getattr(dataset, "column_names", []):
-        return 0
-    import pyarrow.compute as pc
-
-    lengths = pc.list_value_length(dataset.data.column("images"))
-    return int(pc.max(lengths).as_py() or 0)
 
 
 def _mean(values) -> float:

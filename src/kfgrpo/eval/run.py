@@ -89,6 +89,10 @@ class _HFBackend:
 class _VLLMBackend:
     def __init__(self, args: EvalArgs):
         from transformers import AutoProcessor
+
+        from ..vllm_utils import require_vllm
+
+        require_vllm("--backend vllm")
         from vllm import LLM, SamplingParams
 
         self.processor = AutoProcessor.from_pretrained(args.model)
