@@ -6,7 +6,8 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 KFGRPO      := $(VENV)/bin/kfgrpo
 EXTRAS      ?= dev
-RECIPE      ?= recipes/tiny-cpu/kfgrpo.yaml
+# Empty: `make train` runs the tiny CPU demo (`make demo`); a recipe path trains it through `accelerate launch`.
+RECIPE      ?=
 ACCELERATE  ?= zero3
 NUM_PROCESSES ?= $(or $(shell nvidia-smi -L 2>/dev/null | wc -l | grep -v '^0$$'),1)
 PYTEST_ARGS ?=
@@ -28,7 +29,7 @@ DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup test test-vllm train lint format lock lock-check demo-data bench clean
+.PHONY: help setup test test-vllm train demo lint format lock lock-check demo-data bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,16 +71,19 @@ $(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DE
 # The SFT warm start is shared by every preset of the demo (same starting point, same budget).
 $(DEMO_SFT)/model.safetensors: recipes/tiny-cpu/sft.yaml $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) sft --config recipes/tiny-cpu/sft.yaml --output_dir $(DEMO_SFT)
-# The tiny CPU recipe: SFT warm start, KF-GRPO, held-out evaluation (eval.json), one plain process each;
-# every other recipe trains through `accelerate launch`.
-TRAIN_CMD = $(if $(findstring tiny-cpu,$(RECIPE)),\
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config $(RECIPE) --output_dir $(DEMO_OUT) $(ARGS) && \
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT),\
-	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml \
-		--num_processes $(NUM_PROCESSES) -m kfgrpo.cli train --config $(RECIPE) $(ARGS))
+# The tiny CPU demo (recipes/tiny-cpu/): SFT warm start, KF-GRPO, held-out evaluation (eval.json), one plain
+# process each. `ARGS` reach the KF-GRPO stage, `DEMO_OUT` names its output (a baseline from the same warm start).
+demo: setup demo-data $(DEMO_SFT)/model.safetensors  ## The tiny CPU demo: SFT warm start, KF-GRPO, held-out eval
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config recipes/tiny-cpu/kfgrpo.yaml --output_dir $(DEMO_OUT) $(ARGS)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT)
 
-train: setup $(if $(findstring tiny-cpu,$(RECIPE)),demo-data $(DEMO_SFT)/model.safetensors)  ## Train a recipe (default: the tiny CPU demo; ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N)
-	$(TRAIN_CMD)
+# Real recipes train through `accelerate launch` (DeepSpeed ZeRO-3 over all local GPUs by default).
+ifeq ($(strip $(RECIPE)),)
+train: demo  ## Train RECIPE=recipes/<model>/kfgrpo.yaml (ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N); no RECIPE: the demo
+else
+train: setup
+	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml --num_processes $(NUM_PROCESSES) -m kfgrpo.cli train --config $(RECIPE) $(ARGS)
+endif
 
 lint: setup  ## ruff check + format check
 	$(VENV)/bin/ruff check src tests benchmarks

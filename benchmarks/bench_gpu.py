@@ -107,7 +107,7 @@ PRESETS = {
 def build_processor():
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from kfgrpo.tiny_model import build_tokenizer
+    from kfgrpo.testing import build_tokenizer
 
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**IMAGE_PROCESSOR),

@@ -28,10 +28,10 @@ def build(work: Path, num_frames: int):
     import datasets
 
     from kfgrpo.cache import CacheArgs, build_tad_cache
+    from kfgrpo.chronosynth import generate
     from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
-    from kfgrpo.synth import generate
     from kfgrpo.tad import TADConfig
-    from kfgrpo.tiny_model import build_tiny_model
+    from kfgrpo.testing import build_tiny_model
 
     model = build_tiny_model(work / "model", size="small", seed=0)
     generate(work / "synth", num_videos=8, seed=0, progress=False)

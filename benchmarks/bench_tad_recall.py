@@ -26,7 +26,7 @@ def event_recall(timestamps, events, interval: float) -> tuple[int, int]:
 
 
 def run(num_videos: int, seed: int, ks: list[int], methods=("tad", "uniform"), config=None, workdir=None) -> dict:
-    from kfgrpo.synth import generate
+    from kfgrpo.chronosynth import generate
     from kfgrpo.tad import TADConfig, select_keyframes
 
     cfg = config or TADConfig()

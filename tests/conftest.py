@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from kfgrpo.tiny_model import build_tiny_model
+    from kfgrpo.testing import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0))
 
@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synth_train(tmp_path_factory):
     """A small ChronoSynth split (seed 0): 6 videos, 24 questions."""
-    from kfgrpo.synth import generate
+    from kfgrpo.chronosynth import generate
 
     out = tmp_path_factory.mktemp("chronosynth-train")
     generate(out, num_videos=6, seed=0, progress=False)
@@ -59,7 +59,7 @@ def write_segment_video(path, colors, frames_per_segment=8, fps=8, size=(64, 48)
     """An H.264 video of constant-colour segments (one colour per segment), optionally with pixel noise."""
     import numpy as np
 
-    from kfgrpo.synth import write_video
+    from kfgrpo.chronosynth import write_video
 
     rng = np.random.default_rng(seed)
 

@@ -4,10 +4,10 @@ import pathlib
 
 import yaml
 
+from kfgrpo.chronosynth import SynthConfig
 from kfgrpo.cli import _parse
 from kfgrpo.data_utils import PromptArguments
 from kfgrpo.eval import EvalArgs
-from kfgrpo.synth import SynthConfig
 from kfgrpo.tad import TADConfig
 
 TINY = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu"

@@ -4,7 +4,8 @@ import pathlib
 import pytest
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from kfgrpo.data_utils import KFScriptArguments, fit_prompt_to_frames, format_prompt
+from kfgrpo.data_utils import KFScriptArguments, format_prompt
+from kfgrpo.probes import fit_prompt_to_frames
 from kfgrpo.train import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

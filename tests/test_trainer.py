@@ -109,6 +109,7 @@ def test_bonus_goes_to_correct_real_rollouts_and_advantages_are_group_normalised
     # Probes that never succeed: every group has p = 0.5 > μ·0, so both probes pay α = 0.3 each.
     trainer._kf_probe_accuracy = lambda rows, frames, n: torch.zeros(len(rows))
     rows = [train_ds[i] for i in (0, 1) for _ in range(4)]
+    trainer.model.train()  # as inside trainer.train(): probes shape training rewards only
     out = trainer._generate_and_score_completions(rows)
     table = trainer._logs["rewards"]
     kf = list(table["kf_contrastive_reward"])[-8:]
@@ -126,6 +127,7 @@ def test_constant_reward_group_has_zero_advantage(tiny_model_dir, train_ds, tmp_
     )
     trainer._kf_probe_accuracy = lambda rows, frames, n: torch.ones(len(rows))  # probes as good as real: no bonus
     rows = [train_ds[i] for i in (0, 1) for _ in range(4)]
+    trainer.model.train()
     out = trainer._generate_and_score_completions(rows)
     assert torch.allclose(out["advantages"], torch.zeros(8))
 
@@ -235,3 +237,35 @@ def test_vision_tower_receives_gradient(tiny_model_dir, train_ds, tmp_path):
     assert visual, "no vision tower parameters found"
     with_grad = [n for n, p in visual if p.grad is not None and p.grad.abs().sum() > 0]
     assert len(with_grad) >= len(visual) // 2, f"{len(with_grad)} of {len(visual)} vision tensors got gradient"
+
+
+def test_likelihood_target_logps_equal_trls_own_logps(tiny_model_dir, train_ds, tmp_path):
+    """``_kf_target_logps`` on the real frames = the mean of TRL's per-token log-probs for that completion, computed
+    through TRL's own tokenisation (``_tokenize_prompts``) and log-prob function."""
+    from kfgrpo.probes import probe_prompt
+
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [accuracy_reward, format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_probe_mode="likelihood"),
+        train_dataset=train_ds,
+    )
+    rows = [train_ds[i] for i in (0, 3)]
+    targets = [trainer._tokenizer("<answer>B</answer>")["input_ids"], trainer._tokenizer(" red 1, blue")["input_ids"]]
+    frames = [list(r["images"]) for r in rows]
+    ours = trainer._kf_target_logps(rows, frames, targets)
+    for i, (row, target) in enumerate(zip(rows, targets)):
+        prompt_ids, _, fields = trainer._tokenize_prompts([probe_prompt(row["prompt"], frames[i])])
+        ids = torch.tensor([prompt_ids[0] + target])
+        fields = {k: v for k, v in fields.items() if isinstance(v, torch.Tensor)}
+        fields["num_images"] = [len(frames[i])]
+        if "mm_token_type_ids" in fields:
+            fields["mm_token_type_ids"] = torch.cat(
+                [fields["mm_token_type_ids"], fields["mm_token_type_ids"].new_zeros(1, len(target))], dim=1
+            )
+        with torch.no_grad():
+            logps, _, _ = trainer._get_per_token_logps_and_entropies(
+                trainer.model, ids, torch.ones_like(ids), len(target), **fields
+            )
+        # fp32; ours is a padded batch of two, TRL's a batch of one: measured |Δ| 1.7e-5.
+        assert ours[i].item() == pytest.approx(logps.mean().item(), abs=1e-4)

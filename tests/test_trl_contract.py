@@ -44,8 +44,10 @@ def test_hooks_the_probes_call():
     ]
     p = _params(GRPOTrainer._get_per_token_logps_and_entropies)
     assert p[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
-    for key in ("pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids"):
-        assert key in p
+    from kfgrpo.trainer import _LOGPS_FORWARD_KEYS
+
+    for key in ("num_images", *_LOGPS_FORWARD_KEYS):  # what _kf_target_logps passes through
+        assert key in p, key
     assert _params(prepare_multimodal_messages) == ["messages", "images"]
 
 

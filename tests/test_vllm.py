@@ -133,7 +133,7 @@ def test_prepared_frames_pass_the_processor_unchanged(tiny_model_dir, frame_cach
 
 @pytest.fixture(scope="module")
 def small_model_dir(tmp_path_factory):
-    from kfgrpo.tiny_model import build_tiny_model
+    from kfgrpo.testing import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("small"), size="small", seed=0))
 
@@ -240,7 +240,7 @@ def _load_other_weights(trainer, tmp_path, seed):
     """New weights in the trainer's model (as a training step would give, only larger): another seed's model."""
     from transformers import AutoModelForImageTextToText
 
-    from kfgrpo.tiny_model import build_tiny_model
+    from kfgrpo.testing import build_tiny_model
 
     other = AutoModelForImageTextToText.from_pretrained(
         build_tiny_model(tmp_path / f"seed{seed}", size="small", seed=seed)

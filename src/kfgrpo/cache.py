@@ -1,6 +1,6 @@
 """The TAD cache stage: manifest rows → keyframes → a Hugging Face dataset that training reads without decoding video.
 
-``build_tad_cache(manifest, output, args, tad_config)`` writes a dataset that ``datasets.load_from_disk(output)``
+``build_tad_cache(CacheArgs(manifest, output, ...), tad_config)`` writes a dataset that ``datasets.load_from_disk(output)``
 reads: one row per usable manifest row, every manifest field passed through, plus ``images`` (``List(Image())``,
 chronological), ``timestamps``, ``frame_indices``, ``saliency``, ``is_apex``, ``distractor_images`` and
 ``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes). The TAD configuration is recorded in
@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from .manifest import RowError, parse_line, resolve_video
 from .tad.config import METHODS, TADConfig
 from .video import VideoError
 
-REQUIRED_FIELDS = ("id", "video", "problem", "solution", "problem_type")
-PROBLEM_TYPES = ("multiple_choice", "numerical", "free_form", "temporal_grounding")
 STATE_DIR = ".kfgrpo-cache"
 
 
@@ -59,29 +58,6 @@ class CacheArgs:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
         if self.num_frames < 1 or self.shard_size < 1 or self.num_proc < 1:
             raise ValueError("num_frames, shard_size and num_proc must be >= 1")
-
-
-class RowError(ValueError):
-    """A manifest row that cannot be cached."""
-
-
-def parse_manifest_line(line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RowError(f"malformed JSON: {exc}") from exc
-    if not isinstance(row, dict):
-        raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    missing = [k for k in REQUIRED_FIELDS if k not in row or row[k] in (None, "")]
-    if missing:
-        raise RowError(f"missing fields: {', '.join(missing)}")
-    if row["problem_type"] not in PROBLEM_TYPES:
-        raise RowError(f"unknown problem_type {row['problem_type']!r}; expected one of {PROBLEM_TYPES}")
-    if not isinstance(row.get("options", []), list):
-        raise RowError("options must be a list")
-    row.setdefault("options", [])
-    row["solution"] = str(row["solution"])
-    return row
 
 
 def selection_columns(selection) -> dict:
@@ -126,9 +102,9 @@ def _process_shard(task: dict) -> dict:
     for lineno, line in task["lines"]:
         row_id = None
         try:
-            row = parse_manifest_line(line)
+            row = parse_line(line)
             row_id = row["id"]
-            video = row["video"] if os.path.isabs(row["video"]) else str(base / row["video"])
+            video = resolve_video(row["video"], base)
             query = row["problem"] if task["query_aware"] else None
             key = f"{video}\0{query}"
             if key not in cache:
@@ -189,9 +165,6 @@ def provenance(args: CacheArgs, cfg: TADConfig) -> dict:
 
 def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: bool = True) -> dict:
     """Runs the stage; returns the summary ``{"kept", "failed", "seconds", "shards_reused"}``."""
-    import datasets
-    from tqdm.auto import tqdm
-
     cfg = config or TADConfig()
     start = time.perf_counter()
     manifest = Path(args.manifest)
@@ -226,37 +199,9 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
         for i in pending
     ]
     done_lines = sum(len(shards[i]) for i in range(len(shards)) if i not in set(pending))
-    bar = tqdm(total=len(lines), initial=done_lines, desc="tad", unit="row", disable=not progress)
-    if args.num_proc > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=args.num_proc, mp_context=get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(_process_shard, t) for t in tasks]):
-                bar.update(fut.result()["lines"])
-    else:
-        for t in tasks:
-            bar.update(_process_shard(t)["lines"])
-    bar.close()
-
+    _run_shards(tasks, args.num_proc, len(lines), done_lines, progress)
     if not complete:
-        errors, parts = [], []
-        for d in shard_dirs:
-            errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
-            if (d / "data").exists():
-                parts.append(datasets.load_from_disk(str(d / "data")))
-        _write_errors(out, errors)
-        if not parts or (args.strict and errors):
-            raise RuntimeError(f"{len(errors)} of {len(lines)} rows failed; see {out / 'errors.jsonl'}")
-        ds = datasets.concatenate_datasets(parts)
-        ds.info.description = json.dumps(provenance(args, cfg))
-        tmp = state / "merged.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ds.save_to_disk(str(tmp))
-        for f in tmp.iterdir():  # move the finished dataset into place, next to errors.jsonl and the state folder
-            os.replace(f, out / f.name)
-        tmp.rmdir()
-        (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
-        (state / "complete").write_text(json.dumps(dict(kept=len(ds), failed=len(errors))))
-        for d in shard_dirs:  # keep the markers, drop the duplicate frames
-            shutil.rmtree(d / "data", ignore_errors=True)
+        _merge_shards(args, cfg, out, shard_dirs, len(lines))
     counts = json.loads((state / "complete").read_text())
     if args.strict and counts["failed"]:
         raise RuntimeError(
@@ -278,6 +223,47 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     return summary
 
 
+def _run_shards(tasks: list[dict], num_proc: int, total: int, done: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=done, desc="tad", unit="row", disable=not progress)
+    if num_proc > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=num_proc, mp_context=get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_process_shard, t) for t in tasks]):
+                bar.update(fut.result()["lines"])
+    else:
+        for t in tasks:
+            bar.update(_process_shard(t)["lines"])
+    bar.close()
+
+
+def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> None:
+    """Publishes the finished shards as one dataset in ``out`` (atomic moves), with errors.jsonl and provenance."""
+    import datasets
+
+    state = out / STATE_DIR
+    errors, parts = [], []
+    for d in shard_dirs:
+        errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
+        if (d / "data").exists():
+            parts.append(datasets.load_from_disk(str(d / "data")))
+    _write_errors(out, errors)
+    if not parts or (args.strict and errors):
+        raise RuntimeError(f"{len(errors)} of {total} rows failed; see {out / 'errors.jsonl'}")
+    ds = datasets.concatenate_datasets(parts)
+    ds.info.description = json.dumps(provenance(args, cfg))
+    tmp = state / "merged.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.save_to_disk(str(tmp))
+    for f in tmp.iterdir():  # move the finished dataset into place, next to errors.jsonl and the state folder
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+    (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
+    (state / "complete").write_text(json.dumps(dict(kept=len(ds), failed=len(errors))))
+    for d in shard_dirs:  # keep the markers, drop the duplicate frames
+        shutil.rmtree(d / "data", ignore_errors=True)
+
+
 def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:
     """``tad-plot`` pictures of the first ``plot_samples`` distinct videos of the manifest."""
     from .tad import select_keyframes
@@ -291,10 +277,10 @@ def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:
         if len(written) >= args.plot_samples:
             break
         try:
-            row = parse_manifest_line(line)
+            row = parse_line(line)
         except RowError:
             continue
-        video = row["video"] if os.path.isabs(row["video"]) else str(manifest.parent / row["video"])
+        video = resolve_video(row["video"], manifest.parent)
         if video in seen:
             continue
         seen.add(video)

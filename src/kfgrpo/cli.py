@@ -74,7 +74,7 @@ def _parse(dataclasses_, argv, prog):
 
 
 def _tiny_model(argv):
-    from .tiny_model import build_tiny_model
+    from .testing import build_tiny_model
 
     (args,) = _parse((TinyModelArgs,), argv, "kfgrpo tiny-model")
     path = build_tiny_model(args.output, arch=args.arch, size=args.size, seed=args.seed)
@@ -82,7 +82,7 @@ def _tiny_model(argv):
 
 
 def _synth(argv):
-    from .synth import SynthConfig, generate
+    from .chronosynth import SynthConfig, generate
 
     args, config = _parse((SynthArgs, SynthConfig), argv, "kfgrpo synth")
     manifest = generate(args.output, args.num_videos, seed=args.seed, config=config)

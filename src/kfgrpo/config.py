@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .probes import PROBES
+
 PRESETS = ("grpo", "t-grpo", "kf-grpo")
-PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random")
-ORDER_PROBES = ("shuffle", "reverse")
 PRESET_VALUES = {
     "grpo": dict(
         kf_probes=[], kf_probe_bonus=[], kf_threshold=1.0, kf_strict=True, kf_rule="hard", kf_saliency_weight=0.0
@@ -100,9 +100,6 @@ class KFGRPOConfig(GRPOConfig):
     )
     kf_probe_fraction: float = field(
         default=0.5, metadata={"help": "η: content probes swap / drop ⌈ηK⌉ frames (at least one frame stays)."}
-    )
-    kf_probe_eval: bool = field(
-        default=True, metadata={"help": "Also probe during evaluation (logs eval frame sensitivity)."}
     )
     kf_likelihood_target: str = field(
         default="best",
@@ -182,13 +179,6 @@ class KFGRPOConfig(GRPOConfig):
                     f"steps_per_generation ({self.per_device_train_batch_size} × {self.steps_per_generation} = {local})"
                     f" must be a multiple of num_generations ({self.num_generations})."
                 )
-            if self.kf_probe_eval and self.eval_strategy != "no":
-                g_eval = self.num_generations_eval or self.num_generations
-                if self.per_device_eval_batch_size % g_eval:
-                    raise ValueError(
-                        f"kf_probe_eval needs per_device_eval_batch_size ({self.per_device_eval_batch_size}) to be a "
-                        f"multiple of num_generations_eval ({g_eval}); or set kf_probe_eval: false."
-                    )
 
     @property
     def kf_enabled(self) -> bool:

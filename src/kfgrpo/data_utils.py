@@ -1,13 +1,14 @@
-"""From cached keyframe rows to TRL GRPO rows: a conversational ``prompt`` whose user text is a plain string.
+"""From cached keyframe rows to TRL GRPO rows: a conversational ``prompt`` plus the ordered ``images`` column.
 
-The frames stay in the ``images`` column; TRL's ``prepare_multimodal_messages`` inserts one image placeholder per
-frame at run time, so a shuffled or shortened frame list needs no prompt surgery.
+By default the user text is a plain string and TRL's ``prepare_multimodal_messages`` puts one image placeholder per
+frame before it at run time. With ``frame_template`` or ``question_position: before`` the prompt is structured (text
+and ``{"type": "image"}`` parts interleaved); probes that change the number of frames fit it with
+``kfgrpo.probes.fit_prompt_to_frames``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields
 
 from trl import ScriptArguments
@@ -75,7 +76,10 @@ class KFScriptArguments(ScriptArguments, PromptArguments):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
-        metadata={"help": "Reward functions by name: accuracy, format, length; weights: `reward_weights`."},
+        metadata={
+            "help": "Reward functions: accuracy, format, length, or a dotted path `pkg.module.fn` to your own (TRL's "
+            "calling convention); weights: `reward_weights`."
+        },
     )
     dry_run: bool = field(
         default=False, metadata={"help": "Parse and print the resolved configuration, then exit without training."}
@@ -85,18 +89,6 @@ class KFScriptArguments(ScriptArguments, PromptArguments):
         # The folder of `kfgrpo tad` is the common case; ScriptArguments only checks it is set.
         if self.dataset_name is None:
             raise ValueError("set `dataset_name` (a `kfgrpo tad` output folder or a Hub dataset id)")
-
-
-OPTION_LETTERS = "ABCDEFGHIJ"
-
-
-def letter_options(options) -> list[str]:
-    """Options as ``"A. text"`` (the canonical schema); options that already start with ``"X. "`` are kept."""
-    out = []
-    for i, opt in enumerate(options):
-        text = str(opt).strip()
-        out.append(text if re.match(r"^[A-J]\.\s", text) else f"{OPTION_LETTERS[i]}. {text}")
-    return out
 
 
 def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
@@ -135,31 +127,6 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
         [{"role": "system", "content": [{"type": "text", "text": args.system_prompt}]}] if args.system_prompt else []
     )
     return messages + [{"role": "user", "content": content}]
-
-
-def fit_prompt_to_frames(prompt: list[dict], num_frames: int) -> list[dict]:
-    """A structured prompt with at most ``num_frames`` image placeholders: extra trailing placeholders are removed with
-    the frame label before each (probes that drop frames). String prompts are returned unchanged.
-
-    Frames carry labels when every image has a text part right before it; the question text is never taken for a
-    label (with ``question_position: before`` and no ``frame_template`` it is the first part and no text follows)."""
-    out = []
-    for message in prompt:
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = list(content)
-            images = [i for i, part in enumerate(parts) if part.get("type") == "image"]
-            n = len(images)
-            text_after = any(part.get("type") == "text" for part in parts[images[-1] + 1 :]) if images else False
-            labelled = bool(images) and all(i > 0 and parts[i - 1].get("type") == "text" for i in images)
-            while n > num_frames:
-                j = max(i for i, part in enumerate(parts) if part.get("type") == "image")
-                drop = {j, j - 1} if labelled and (j - 1 > 0 or text_after) else {j}
-                parts = [part for i, part in enumerate(parts) if i not in drop]
-                n -= 1
-            message = {**message, "content": parts}
-        out.append(message)
-    return out
 
 
 def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):

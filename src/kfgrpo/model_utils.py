@@ -1,10 +1,14 @@
-"""Model-side arguments shared by ``kfgrpo sft`` and ``kfgrpo train``: TRL's ``ModelConfig`` plus vision freezing."""
+"""Model loading shared by ``kfgrpo train``, ``kfgrpo sft`` and ``kfgrpo eval``: TRL's ``ModelConfig`` plus vision
+freezing, the ``from_pretrained`` arguments it implies, resume and dry-run helpers."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 
-from trl import ModelConfig
+from trl import ModelConfig, get_quantization_config
 
 # Attribute names of the vision encoder (ViT + patch merger / projector) in transformers' VLMs:
 # Qwen2-VL / Qwen2.5-VL / Qwen3-VL use `visual`, LLaVA-style models `vision_tower` + `multi_modal_projector`.
@@ -44,3 +48,80 @@ def freeze_vision_modules(model) -> int:
     if not frozen:
         raise ValueError(f"freeze_vision_modules: no parameter of {type(model).__name__} under {VISION_MODULE_NAMES}")
     return frozen
+
+
+def model_init_kwargs(model_args: ModelConfig) -> dict:
+    """``from_pretrained`` arguments for every loading field of ``model_args`` (revision, dtype, attention
+    implementation, 4/8-bit quantization): TRL trainers' ``model_init_kwargs``, and ``load_model``'s. The LoRA fields
+    go to ``trl.get_peft_config``."""
+    kwargs = dict(revision=model_args.model_revision, dtype=model_args.dtype)
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    return kwargs
+
+
+def load_model(model_args: ModelConfig):
+    """The image-text model of ``model_args`` for inference (``kfgrpo eval``), in eval mode."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    kwargs = model_init_kwargs(model_args)
+    if kwargs["dtype"] not in (None, "auto"):
+        kwargs["dtype"] = getattr(torch, kwargs["dtype"])
+    return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **kwargs).eval()
+
+
+def load_processor(model_args: ModelConfig, padding_side: str = "left"):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        padding_side=padding_side,
+    )
+
+
+def last_checkpoint(training_args) -> str | None:
+    """``resume_from_checkpoint``, else the newest ``checkpoint-*`` in ``output_dir`` (a rerun resumes)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+    return checkpoint
+
+
+def parse_recipe(parser, argv: list[str]):
+    """``parser.parse_args_and_config(argv)``. A dry run on a machine without a bf16 GPU (a login node) would fail
+    on a GPU recipe's ``bf16: true``; it is resolved as if ``use_cpu: true`` was given, which ``resolved_config``
+    says in a ``note``."""
+    if not any(a in ("--dry_run", "--dry-run") for a in argv):
+        return parser.parse_args_and_config(args=argv)
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except ValueError as exc:
+        if "bf16" not in str(exc):
+            raise
+    parsed = parser.parse_args_and_config(args=[*argv, "--use_cpu", "true"])
+    parsed[1]._kf_dry_run_note = "resolved with use_cpu=true: this machine has no bf16 GPU"
+    return parsed
+
+
+def resolved_config(script_args, training_args, model_args) -> dict:
+    """The three argument groups as one JSON-able dict (``--dry_run`` prints it)."""
+    out = dict(
+        script=dataclasses.asdict(script_args),
+        model=dataclasses.asdict(model_args),
+        training=json.loads(training_args.to_json_string()),
+    )
+    note = getattr(training_args, "_kf_dry_run_note", None)
+    if note:
+        out["note"] = note
+    return out
+
+
+def print_resolved(script_args, training_args, model_args) -> None:
+    print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))

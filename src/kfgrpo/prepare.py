@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data_utils import OPTION_LETTERS as LETTERS
-from .data_utils import letter_options
+from .manifest import OPTION_LETTERS as LETTERS
+from .manifest import RowError, letter_options, resolve_video, validate_row
 
 FORMATS = ("video-r1", "nextqa", "jsonl")
 VIDEO_R1_TYPES = {
@@ -194,14 +194,15 @@ def prepare(args: PrepareArgs) -> dict:
                 if row is None:
                     skipped += 1
                     continue
-                video = Path(row["video"]) if os.path.isabs(row["video"]) else root / row["video"]
+                validate_row(row)
+                video = Path(resolve_video(row["video"], root))
                 if args.check_videos and not video.exists():
                     raise ConversionError(f"video not found: {video}")
                 if not os.path.isabs(row["video"]):
                     row["video"] = os.path.relpath(video.resolve(), out.parent.resolve())
                 fh.write(json.dumps(row) + "\n")
                 written += 1
-            except ConversionError as exc:
+            except (ConversionError, RowError) as exc:
                 rid = (
                     record.get("problem_id", record.get("qid", record.get("id"))) if isinstance(record, dict) else None
                 )

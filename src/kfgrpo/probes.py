@@ -1,6 +1,10 @@
-"""Perturbed frame sets for KF-GRPO probes: pure functions of a row's frames, saliency and distractors.
+"""KF-GRPO probes, in one place: the registry, the perturbed frame sets, their saliency, and the prompt fitted to them.
 
-Each returns ``(frames, saliency)`` for the perturbed set. Order probes (``shuffle``, ``reverse``) keep the frames
+A probe is a perturbed frame set of one row, shown to the policy with the row's unchanged question. The trainer
+(``KFGRPOTrainer``) probes every training group with it; ``kfgrpo eval --probe shuffle`` uses the same code to measure
+frame sensitivity on a held-out split.
+
+``perturb`` returns ``(frames, saliency)`` for the perturbed set. Order probes (``shuffle``, ``reverse``) keep the frames
 and change their order. Content probes act on the ⌈ηK⌉ most salient frames (at least one frame always stays):
 ``swap_salient`` replaces them with the lowest-saliency candidates (``distractor_images``) and re-sorts by time,
 ``drop_salient`` removes them, ``drop_random`` removes ⌈ηK⌉ random frames. Rows without TAD columns fall back:
@@ -10,8 +14,17 @@ without ``saliency``, ``swap_salient`` and ``drop_salient`` act on random frames
 
 from __future__ import annotations
 
+import copy
 import math
 import random
+
+PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random")
+ORDER_PROBES = ("shuffle", "reverse")  # same frames, another order; the others change the content
+
+
+def probe_rng(*key) -> random.Random:
+    """A generator seeded by ``key`` (seed, step, rank, row, probe...): reproducible and independent per probe."""
+    return random.Random("|".join(str(k) for k in key))
 
 
 def _count(k: int, fraction: float) -> int:
@@ -28,6 +41,7 @@ def perturb(
     kind: str,
     frames: list,
     rng: random.Random,
+    *,
     saliency=None,
     timestamps=None,
     distractors=None,
@@ -66,3 +80,68 @@ def perturb(
     if timestamps and distractor_timestamps:
         items.sort(key=lambda x: x[0])
     return [x[1] for x in items], ([x[2] for x in items] if sal else None)
+
+
+def perturb_row(kind: str, row: dict, rng: random.Random, fraction: float = 0.5):
+    """The ``kind`` probe of a TAD cache row (``images`` plus the optional TAD columns)."""
+    return perturb(
+        kind,
+        list(row.get("images") or []),
+        rng,
+        saliency=row.get("saliency"),
+        timestamps=row.get("timestamps"),
+        distractors=row.get("distractor_images"),
+        distractor_timestamps=row.get("distractor_timestamps"),
+        distractor_saliency=row.get("distractor_saliency"),
+        fraction=fraction,
+    )
+
+
+def mean_saliency(values) -> float:
+    values = list(values) if values is not None else []
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def saliency_gap(kind: str, real_saliency, probe_saliency) -> float:
+    """S̄(real) − S̄(probe) for content probes; 0 for order probes and when saliency is unknown."""
+    if kind in ORDER_PROBES or probe_saliency is None:
+        return 0.0
+    real = mean_saliency(real_saliency)
+    return 0.0 if math.isnan(real) else real - mean_saliency(probe_saliency)
+
+
+def fit_prompt_to_frames(prompt: list[dict], num_frames: int) -> list[dict]:
+    """A structured prompt with at most ``num_frames`` image placeholders: extra trailing placeholders are removed with
+    the frame label before each (probes that drop frames). String prompts are returned unchanged.
+
+    Frames carry labels when every image has a text part right before it; the question text is never taken for a
+    label (with ``question_position: before`` and no ``frame_template`` it is the first part and no text follows)."""
+    out = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            message = {**message, "content": _fit_parts(list(content), num_frames)}
+        out.append(message)
+    return out
+
+
+def _fit_parts(parts: list[dict], num_frames: int) -> list[dict]:
+    images = [i for i, part in enumerate(parts) if part.get("type") == "image"]
+    n = len(images)
+    text_after = any(part.get("type") == "text" for part in parts[images[-1] + 1 :]) if images else False
+    labelled = bool(images) and all(i > 0 and parts[i - 1].get("type") == "text" for i in images)
+    while n > num_frames:
+        j = max(i for i, part in enumerate(parts) if part.get("type") == "image")
+        drop = {j, j - 1} if labelled and (j - 1 > 0 or text_after) else {j}
+        parts = [part for i, part in enumerate(parts) if i not in drop]
+        n -= 1
+    return parts
+
+
+def probe_prompt(prompt: list[dict], frames: list) -> list[dict]:
+    """The conversation a probe sends: ``prompt`` fitted to ``frames``, with the frames in its image parts (TRL's
+    ``prepare_multimodal_messages``). The text, including stated timestamps, is unchanged."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    fitted = fit_prompt_to_frames(copy.deepcopy(prompt), len(frames))
+    return prepare_multimodal_messages(fitted, images=list(frames) or None)

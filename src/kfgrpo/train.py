@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import sys
-from unittest import mock
 
-from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser, get_peft_config
 
 from .config import KFGRPOConfig
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
-from .model_utils import KFModelConfig, freeze_vision_modules
+from .model_utils import (
+    KFModelConfig,
+    freeze_vision_modules,
+    last_checkpoint,
+    model_init_kwargs,
+    parse_recipe,
+    print_resolved,
+    resolved_config,
+)
 from .rewards import get_reward_funcs
 
 logger = logging.getLogger(__name__)
@@ -24,27 +28,17 @@ def make_parser() -> TrlParser:
     return TrlParser((KFScriptArguments, KFGRPOConfig, KFModelConfig))
 
 
-def resolved_config(script_args, training_args, model_args) -> dict:
-    return dict(
-        script=dataclasses.asdict(script_args),
-        model=dataclasses.asdict(model_args),
-        training=json.loads(training_args.to_json_string()),
-    )
+__all__ = ["cli", "main", "make_parser", "resolved_config"]
 
 
 def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: KFModelConfig):
     if script_args.dry_run:
-        print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))
+        print_resolved(script_args, training_args, model_args)
         return None
     from .trainer import KFGRPOTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    training_args.model_init_kwargs = {
-        **(training_args.model_init_kwargs or {}),
-        "revision": model_args.model_revision,
-        "dtype": model_args.dtype,
-        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
-    }
+    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **model_init_kwargs(model_args)}
     train = to_grpo_dataset(load_keyframe_dataset(script_args), script_args)
     trainer = KFGRPOTrainer(
         model=model_args.model_name_or_path,
@@ -55,9 +49,7 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     )
     if model_args.freeze_vision_modules:
         logger.info("Froze %d vision parameters", freeze_vision_modules(trainer.model))
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    checkpoint = last_checkpoint(training_args)
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -80,10 +72,5 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
 
 def cli(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("--dry_run", "--dry-run") for a in argv):
-        # A dry run only parses: let GPU recipes (bf16) resolve on a CPU login node.
-        with mock.patch("transformers.training_args.is_torch_bf16_gpu_available", return_value=True):
-            script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
-    else:
-        script_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_recipe(make_parser(), argv)
     return main(script_args, training_args, model_args)

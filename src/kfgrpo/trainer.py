@@ -7,6 +7,8 @@ One TRL hook is overridden: ``_calculate_rewards``. After TRL has scored the rea
 matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
 (``kfgrpo.probes``) and measures the policy on it:
 
+Probes (``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) run only while training.
+
 * ``kf_probe_mode="sample"``: G_p completions per group through the trainer's own generation path
   (``_tokenize_prompts`` + ``_generate_single_turn``: transformers ``generate`` or vLLM, the same collective calls on
   every rank), scored by the accuracy reward; the probe statistic is their mean accuracy.
@@ -18,30 +20,37 @@ matrix over ranks), each rank builds, for every group it holds, one perturbed fr
 Probe statistics are gathered, combined per group with the real accuracy on the gathered tensor (never per batch),
 and turned into the contrastive keyframe reward (``kfgrpo.rewards.keyframe``), written into the
 ``kf_contrastive_reward`` column. Probe rollouts are scored, never trained on; the advantages, buffering and loss
-stay TRL's.
+stay TRL's. With ``use_vllm``, two fixes to TRL's vLLM path are applied (``kfgrpo.vllm_utils``): vLLM's vision
+embedding cache is reset after every weight sync, and vision placeholder tokens are never sampled.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-import math
-import random
 import time
 
 import torch
 from accelerate.utils import gather
 from trl import GRPOTrainer
-from trl.data_utils import apply_chat_template, is_conversational, prepare_multimodal_messages
+from trl.data_utils import apply_chat_template, is_conversational
 from trl.trainer.utils import pad
 
-from .config import ORDER_PROBES, KFGRPOConfig
-from .data_utils import fit_prompt_to_frames
-from .probes import perturb
+from .config import KFGRPOConfig
+from .probes import ORDER_PROBES, perturb_row, probe_prompt, probe_rng, saliency_gap
 from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
 from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
 
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
+# Processor outputs that TRL's `_get_per_token_logps_and_entropies` takes (checked by tests/test_trl_contract.py).
+_LOGPS_FORWARD_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
 
 
 class KFGRPOTrainer(GRPOTrainer):
@@ -77,6 +86,17 @@ class KFGRPOTrainer(GRPOTrainer):
                 )
             self._kf_acc_index = self.reward_func_names.index(args.kf_accuracy_reward)
             self._kf_index = len(self.reward_func_names) - 1
+            # The bonus rule's knobs (kfgrpo.rewards.keyframe.keyframe_bonus), from the config.
+            self._kf_rule = dict(
+                threshold=args.kf_threshold,
+                strict=args.kf_strict,
+                rule=args.kf_rule,
+                correct_threshold=args.kf_correct_threshold,
+                saliency_weight=args.kf_saliency_weight,
+                mode=args.kf_probe_mode,
+                margin=args.kf_likelihood_margin,
+                scale=args.kf_likelihood_scale,
+            )
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """TRL's card (regenerated at every checkpoint and push) plus the KF-GRPO settings, TAD config, metrics."""
@@ -93,117 +113,86 @@ class KFGRPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        args = self.args
-        mode = "train" if self.model.training else "eval"
-        if not args.kf_enabled or (mode == "eval" and not args.kf_probe_eval):
+        if not self.args.kf_enabled or not self.model.training:  # probes shape training rewards only
             return rewards
         start = time.perf_counter()
-        g = self.num_generations if mode == "train" else self.num_generations_eval
-        n_local = len(inputs) // g
-        rows = [inputs[i * g] for i in range(n_local)]
-        probes = args.kf_probes
-        scores = torch.zeros(n_local, len(probes), device=rewards.device)
-        saliency_gap = torch.zeros(n_local, len(probes), device=rewards.device)
-        real_frames = [list(r.get("images") or []) for r in rows]
-        real_saliency = [_mean(r.get("saliency")) for r in rows]
-        perturbed = []
-        for j, kind in enumerate(probes):
-            frames_j = []
-            for i, row in enumerate(rows):
-                rng = random.Random(
-                    f"{args.seed}|{self.state.global_step}|{self.accelerator.process_index}|{i}|{kind}"
-                )
-                frames, sal = perturb(
-                    kind,
-                    real_frames[i],
-                    rng,
-                    saliency=row.get("saliency"),
-                    timestamps=row.get("timestamps"),
-                    distractors=row.get("distractor_images"),
-                    distractor_timestamps=row.get("distractor_timestamps"),
-                    distractor_saliency=row.get("distractor_saliency"),
-                    fraction=args.kf_probe_fraction,
-                )
-                frames_j.append(frames)
-                if kind not in ORDER_PROBES and sal is not None and not math.isnan(real_saliency[i]):
-                    saliency_gap[i, j] = real_saliency[i] - _mean(sal)
-            perturbed.append(frames_j)
-
-        if args.kf_probe_mode == "sample":
-            for j in range(len(probes)):
-                scores[:, j] = self._kf_probe_accuracy(rows, perturbed[j], args.kf_probe_generations)
-        else:
-            local = slice(
-                self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs)
-            )
-            targets = self._kf_targets(
-                rows, rewards[local, self._kf_acc_index].view(n_local, g), completion_ids_list, g
-            )
-            # One teacher-forced pass over every frame set: real first, then each probe.
-            lp = self._kf_target_logps(
-                rows * (1 + len(probes)),
-                real_frames + [f for fs in perturbed for f in fs],
-                targets * (1 + len(probes)),
-            ).view(1 + len(probes), n_local)
-            scores = (lp[0:1] - lp[1:]).T.contiguous()
-
-        all_scores, all_gap = gather(scores), gather(saliency_gap)
+        g = self.num_generations
+        rows = inputs[::g]  # one row per local group (rows arrive repeated G times)
+        probe_frames, saliency_gap = self._kf_probe_sets(rows)
+        scores = self._kf_probe_scores(rows, probe_frames, rewards, completion_ids_list)
+        all_scores, all_gap = gather(scores), gather(saliency_gap)  # per group, over every rank
         real_acc = rewards[:, self._kf_acc_index].view(-1, g)
         bonus, per_probe = keyframe_bonus(
-            real_acc,
-            all_scores,
-            args.kf_probe_bonus,
-            threshold=args.kf_threshold,
-            strict=args.kf_strict,
-            rule=args.kf_rule,
-            correct_threshold=args.kf_correct_threshold,
-            saliency_gap=all_gap,
-            saliency_weight=args.kf_saliency_weight,
-            mode=args.kf_probe_mode,
-            margin=args.kf_likelihood_margin,
-            scale=args.kf_likelihood_scale,
+            real_acc, all_scores, self.args.kf_probe_bonus, saliency_gap=all_gap, **self._kf_rule
         )
         rewards[:, self._kf_index] = bonus.reshape(-1)
-
-        metrics = self._metrics[mode]
-        p = torch.nanmean(real_acc, dim=1)
-        metrics["kf/real/accuracy"].append(p.mean().item())
-        for j, kind in enumerate(probes):
-            if args.kf_probe_mode == "sample":
-                metrics[f"kf/{kind}/accuracy"].append(all_scores[:, j].mean().item())
-                metrics[f"kf/{kind}/gap"].append((p - all_scores[:, j]).mean().item())
-            else:
-                metrics[f"kf/{kind}/gap"].append(all_scores[:, j].mean().item())  # log-prob gap, nats/token
-            metrics[f"kf/{kind}/bonus"].append(per_probe[:, j].mean().item())
-            if kind not in ORDER_PROBES:
-                metrics[f"kf/{kind}/saliency_gap"].append(all_gap[:, j].mean().item())
-        now = time.perf_counter()
-        metrics["kf/probe_time"].append(now - start)
-        if self._kf_last_call is not None:
-            metrics["kf/probe_time_share"].append((now - start) / max(now - self._kf_last_call, 1e-9))
-        self._kf_last_call = now
+        self._kf_log(real_acc, all_scores, all_gap, per_probe, start)
         return rewards
 
     # ------------------------------------------------------------------------------------------------------------
     # Probe machinery
     # ------------------------------------------------------------------------------------------------------------
-    def _kf_prompt(self, row, frames):
-        # Probes that drop frames also drop their placeholders (and frame labels) from a structured prompt.
-        prompt = fit_prompt_to_frames(copy.deepcopy(row["prompt"]), len(frames))
-        return prepare_multimodal_messages(prompt, images=list(frames) or None)
+    def _kf_probe_sets(self, rows):
+        """Per probe, each row's perturbed frames; and the (rows × probes) saliency gap S̄(real) − S̄(probe)."""
+        args, probes = self.args, self.args.kf_probes
+        gap = torch.zeros(len(rows), len(probes), device=self.accelerator.device)
+        frames = []
+        for j, kind in enumerate(probes):
+            frames_j = []
+            for i, row in enumerate(rows):
+                rng = probe_rng(args.seed, self.state.global_step, self.accelerator.process_index, i, kind)
+                probe_frames, probe_saliency = perturb_row(kind, row, rng, args.kf_probe_fraction)
+                frames_j.append(probe_frames)
+                gap[i, j] = saliency_gap(kind, row.get("saliency"), probe_saliency)
+            frames.append(frames_j)
+        return frames, gap
+
+    def _kf_probe_scores(self, rows, probe_frames, rewards, completion_ids_list) -> torch.Tensor:
+        """(rows × probes) probe statistics: accuracy on the probe frames (sampled) or the log-prob gap (likelihood)."""
+        args, g = self.args, self.num_generations
+        if args.kf_probe_mode == "sample":
+            columns = [self._kf_probe_accuracy(rows, frames, args.kf_probe_generations) for frames in probe_frames]
+            return torch.stack(columns, dim=1)
+        n, rank = len(rows), self.accelerator.process_index
+        local = rewards[rank * n * g : (rank + 1) * n * g, self._kf_acc_index].view(n, g)
+        targets = self._kf_targets(rows, local, completion_ids_list, g)
+        real_frames = [list(r.get("images") or []) for r in rows]
+        # One teacher-forced pass over every frame set: real first, then each probe.
+        sets = 1 + len(probe_frames)
+        lp = self._kf_target_logps(
+            rows * sets, real_frames + [f for fs in probe_frames for f in fs], targets * sets
+        ).view(sets, n)
+        return (lp[0:1] - lp[1:]).T.contiguous()
+
+    def _kf_log(self, real_acc, scores, gap, per_probe, start):
+        metrics = self._metrics["train"]
+        p = torch.nanmean(real_acc, dim=1)
+        metrics["kf/real/accuracy"].append(p.mean().item())
+        for j, kind in enumerate(self.args.kf_probes):
+            if self.args.kf_probe_mode == "sample":
+                metrics[f"kf/{kind}/accuracy"].append(scores[:, j].mean().item())
+                metrics[f"kf/{kind}/gap"].append((p - scores[:, j]).mean().item())
+            else:
+                metrics[f"kf/{kind}/gap"].append(scores[:, j].mean().item())  # log-prob gap, nats/token
+            metrics[f"kf/{kind}/bonus"].append(per_probe[:, j].mean().item())
+            if kind not in ORDER_PROBES:
+                metrics[f"kf/{kind}/saliency_gap"].append(gap[:, j].mean().item())
+        now = time.perf_counter()
+        metrics["kf/probe_time"].append(now - start)
+        if self._kf_last_call is not None:
+            metrics["kf/probe_time_share"].append((now - start) / max(now - self._kf_last_call, 1e-9))
+        self._kf_last_call = now
 
     def _kf_probe_accuracy(self, rows, frames, num_probe_generations: int) -> torch.Tensor:
         """Mean accuracy of ``num_probe_generations`` sampled completions per row on ``frames``."""
         prompts, row_of = [], []
         for i, (row, f) in enumerate(zip(rows, frames)):
             for _ in range(num_probe_generations):
-                prompts.append(self._kf_prompt(row, f))
+                prompts.append(probe_prompt(row["prompt"], f))
                 row_of.append(i)
         prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
-        kwargs = {}
-        if "num_generations" in inspect.signature(self._generate_single_turn).parameters:
-            kwargs["num_generations"] = 1  # each probe row is its own prompt
-        completion_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, **kwargs)
+        # Each probe row is its own prompt (num_generations=1): G_p rows per group were built above.
+        completion_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations=1)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         if is_conversational({"prompt": prompts[0]}):
             completions = [[{"role": "assistant", "content": t}] for t in texts]
@@ -243,7 +232,7 @@ class KFGRPOTrainer(GRPOTrainer):
     def _kf_target_logps(self, rows, frames, targets) -> torch.Tensor:
         """Mean per-token log-prob of each target given its row's prompt with ``frames`` (teacher forcing)."""
         device = self.accelerator.device
-        prompts = [self._kf_prompt(row, f) for row, f in zip(rows, frames)]
+        prompts = [probe_prompt(row["prompt"], f) for row, f in zip(rows, frames)]
         texts = [
             apply_chat_template({"prompt": p}, self.processing_class, **self.chat_template_kwargs)["prompt"]
             for p in prompts
@@ -262,8 +251,7 @@ class KFGRPOTrainer(GRPOTrainer):
         ).to(device)
         input_ids = torch.cat([batch["input_ids"], target], dim=1)
         attention_mask = torch.cat([batch["attention_mask"], target_mask], dim=1)
-        accepted = inspect.signature(self._get_per_token_logps_and_entropies).parameters
-        forward = {k: v for k, v in batch.items() if k in accepted and k not in ("input_ids", "attention_mask")}
+        forward = {k: v for k, v in batch.items() if k in _LOGPS_FORWARD_KEYS}
         for key in ("mm_token_type_ids", "token_type_ids"):
             if key in forward:
                 forward[key] = torch.cat([forward[key], forward[key].new_zeros(target.shape)], dim=1)
@@ -276,8 +264,3 @@ class KFGRPOTrainer(GRPOTrainer):
             **forward,
         )
         return (logps * target_mask).sum(dim=1) / target_mask.sum(dim=1).clamp_min(1)
-
-
-def _mean(values) -> float:
-    values = list(values) if values is not None else []
-    return float(sum(values) / len(values)) if values else float("nan")

@@ -16,11 +16,11 @@ import json
 import re
 from pathlib import Path
 
-from ..data_utils import OPTION_LETTERS as LETTERS
-from ..data_utils import letter_options
+from ..manifest import OPTION_LETTERS as LETTERS
+from ..manifest import RowError, letter_options, parse_line, resolve_video
 
 BENCHMARKS = ("videomme", "lvbench", "mvbench", "canonical")
-_LV_OPTION = re.compile(r"^\(([A-J])\)\s*(.*)$")
+_LV_OPTION = re.compile(rf"^\(([{LETTERS[0]}-{LETTERS[-1]}])\)\s*(.*)$")
 
 
 def read_videomme(data: Path, video_root: Path | None = None):
@@ -102,15 +102,17 @@ def read_mvbench(data: Path, video_root: Path | None = None):
 
 def read_canonical(data: Path, video_root: Path | None = None):
     root = video_root or data.parent
-    for line in data.read_text().splitlines():
+    for number, line in enumerate(data.read_text().splitlines(), start=1):
         if not line.strip():
             continue
-        r = json.loads(line)
-        video = Path(r["video"])
+        try:
+            r = parse_line(line)
+        except RowError as exc:
+            raise RowError(f"{data}:{number}: {exc}") from exc
         cats = {k: r[k] for k in ("family", "problem_type") if k in r}
         yield dict(
             id=str(r["id"]),
-            video=str(video if video.is_absolute() else root / video),
+            video=resolve_video(r["video"], root),
             problem=r["problem"],
             options=r.get("options") or [],
             solution=str(r["solution"]),

@@ -12,13 +12,13 @@ videos as wrong. Unreadable videos are reported (``unreadable``), never fatal.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data_utils import PromptArguments, format_prompt
+from ..probes import perturb, probe_prompt, probe_rng
 from ..rewards.accuracy import extract_answer, score_answer
 from ..tad import TADConfig, select_keyframes
 from ..video import VideoError
@@ -43,6 +43,9 @@ class EvalArgs:
     batch_size: int = field(default=4, metadata={"help": "Questions per generate call (hf backend)."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle probe."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype for the hf backend: auto, bfloat16, float32."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "hf backend attention: sdpa, eager, flash_attention_2 (default: the model's)."}
+    )
     results_file: str = field(
         default="results.json",
         metadata={"help": "Name of the results file written in `output` (`make train`: eval.json)."},
@@ -62,14 +65,17 @@ class EvalArgs:
 class _HFBackend:
     def __init__(self, args: EvalArgs):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from ..model_utils import KFModelConfig, load_model, load_processor
 
         self.torch = torch
-        dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
-        self.model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype).eval()
+        model_args = KFModelConfig(
+            model_name_or_path=args.model, dtype=args.dtype, attn_implementation=args.attn_implementation
+        )
+        self.model = load_model(model_args)
         if torch.cuda.is_available():
             self.model = self.model.to("cuda")
-        self.processor = AutoProcessor.from_pretrained(args.model, padding_side="left")
+        self.processor = load_processor(model_args)
         self.args = args
 
     def generate(self, conversations: list[list[dict]]) -> list[str]:
@@ -115,10 +121,8 @@ class _VLLMBackend:
 
 
 def _conversation(row, frames, timestamps, prompt_args):
-    from trl.data_utils import prepare_multimodal_messages
-
-    messages = format_prompt(dict(row, timestamps=timestamps), prompt_args)
-    return prepare_multimodal_messages(messages, images=list(frames))
+    """The messages of one question with ``frames`` (the probes' path: ``kfgrpo.probes.probe_prompt``)."""
+    return probe_prompt(format_prompt(dict(row, timestamps=timestamps), prompt_args), frames)
 
 
 def _breakdown(records, key="score"):
@@ -160,10 +164,6 @@ def evaluate(
     tad_config: TADConfig | None = None,
     progress: bool = True,
 ) -> dict:
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-
     prompt_args = prompt_args or PromptArguments()
     cfg = tad_config or TADConfig()
     start = time.perf_counter()
@@ -173,6 +173,24 @@ def evaluate(
     backend = _HFBackend(args) if args.backend == "hf" else _VLLMBackend(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+
+    prepared, unreadable = _select_frames(rows, args, cfg, progress)
+    conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
+    predictions = _generate(backend, conversations, args.batch_size, "answers", progress)
+    probe_predictions = None
+    if args.probe == "shuffle":
+        probe_predictions = _generate(
+            backend, _shuffled(prepared, args, prompt_args), args.batch_size, "shuffled", progress
+        )
+    records = _score(prepared, predictions, probe_predictions, out / "predictions.jsonl")
+    results = _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start)
+    (out / args.results_file).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _select_frames(rows, args: EvalArgs, cfg: TADConfig, progress: bool):
+    """``(row, selection)`` for every row whose video is usable; ``unreadable`` lists the others with the reason."""
+    from tqdm.auto import tqdm
 
     selections, unreadable, prepared = {}, [], []
     for row in tqdm(rows, desc="frames", disable=not progress):
@@ -188,27 +206,31 @@ def evaluate(
             unreadable.append(dict(id=row["id"], video=row["video"], reason=str(sel)))
             continue
         prepared.append((row, sel))
+    return prepared, unreadable
 
-    conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
-    predictions = []
-    for i in tqdm(range(0, len(conversations), max(1, args.batch_size)), desc="answers", disable=not progress):
-        predictions += backend.generate(conversations[i : i + max(1, args.batch_size)])
-    probe_predictions = None
-    if args.probe == "shuffle":
-        shuffled = []
-        for row, sel in prepared:
-            order = list(range(len(sel.frames)))
-            rng = random.Random(f"{args.seed}|{row['id']}")
-            while len(order) > 1 and order == sorted(order):
-                rng.shuffle(order)
-            # Frames permuted, the stated timestamps left as they were: the model sees the same text.
-            shuffled.append(_conversation(row, [sel.frames[j] for j in order], sel.timestamps, prompt_args))
-        probe_predictions = []
-        for i in tqdm(range(0, len(shuffled), max(1, args.batch_size)), desc="shuffled", disable=not progress):
-            probe_predictions += backend.generate(shuffled[i : i + max(1, args.batch_size)])
 
+def _generate(backend, conversations, batch_size: int, desc: str, progress: bool) -> list[str]:
+    from tqdm.auto import tqdm
+
+    step = max(1, batch_size)
+    out = []
+    for i in tqdm(range(0, len(conversations), step), desc=desc, disable=not progress):
+        out += backend.generate(conversations[i : i + step])
+    return out
+
+
+def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments):
+    """The training ``shuffle`` probe on every question: frames permuted, the text (stated timestamps too) unchanged."""
+    out = []
+    for row, sel in prepared:
+        frames, _ = perturb("shuffle", sel.frames, probe_rng(args.seed, row["id"]))
+        out.append(_conversation(row, frames, sel.timestamps, prompt_args))
+    return out
+
+
+def _score(prepared, predictions, probe_predictions, path: Path) -> list[dict]:
     records = []
-    with open(out / "predictions.jsonl", "w") as fh:
+    with open(path, "w") as fh:
         for k, ((row, sel), pred) in enumerate(zip(prepared, predictions)):
             score = score_answer(pred, row["solution"], row["problem_type"]) or 0.0
             rec = dict(
@@ -229,6 +251,11 @@ def evaluate(
                 )
             records.append(rec)
             fh.write(json.dumps(rec) + "\n")
+    return records
+
+
+def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start) -> dict:
+    from .. import __version__
 
     n = len(records)
     accuracy = sum(r["score"] for r in records) / n if n else 0.0
@@ -260,11 +287,10 @@ def evaluate(
         kfgrpo_version=__version__,
         args=asdict(args),
     )
-    if probe_predictions is not None:
+    if args.probe == "shuffle":
         probe_acc = sum(r["probe_score"] for r in records) / n if n else 0.0
         # Accuracy with the real frames minus accuracy with the same frames shuffled (same prompt text).
         results["frame_sensitivity"] = accuracy - probe_acc
         results["accuracy_shuffled"] = probe_acc
         results["per_category_shuffled"] = _breakdown(records, "probe_score")
-    (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results

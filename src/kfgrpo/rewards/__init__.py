@@ -2,8 +2,11 @@
 
 They never raise on any completion string and stay in their documented ranges: ``accuracy`` in [0, 1], ``format``
 in {0, 1}, ``length`` in {0, bonus}, ``kf_contrastive`` in [0, Σα·(1 + β_s)]. ``get_reward_funcs`` maps the names
-used in recipes (``reward_funcs: [accuracy, format]``) to callables.
+used in recipes (``reward_funcs: [accuracy, format]``) to callables; like TRL's GRPO script, it also takes a dotted
+import path to a function of your own (``reward_funcs: [accuracy, my_pkg.rewards.brevity]``).
 """
+
+import importlib
 
 from .accuracy import accuracy_reward, extract_answer
 from .format import format_reward
@@ -13,14 +16,27 @@ from .length import LengthReward
 REWARD_NAMES = ("accuracy", "format", "length")
 
 
+def import_reward(path: str):
+    """The callable at ``pkg.module.fn``; ``ValueError`` with the reason when it does not import."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"unknown reward function {path!r}; use one of {list(REWARD_NAMES)} or a dotted path")
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"reward function {path!r} does not import: {type(exc).__name__}: {exc}") from exc
+    if not callable(func):
+        raise ValueError(f"reward function {path!r} is a {type(func).__name__}, not a callable")
+    return func
+
+
 def get_reward_funcs(names: list[str], config=None):
-    """Callables for recipe names; ``length`` takes its constants (and G) from a ``KFGRPOConfig``."""
-    unknown = [n for n in names if n not in REWARD_NAMES]
-    if unknown:
-        raise ValueError(f"unknown reward functions {unknown}; available: {list(REWARD_NAMES)}")
+    """Callables for recipe names or dotted paths; ``length`` takes its constants (and G) from a ``KFGRPOConfig``."""
     funcs = []
     for name in names:
-        if name == "accuracy":
+        if name not in REWARD_NAMES:
+            funcs.append(import_reward(name))
+        elif name == "accuracy":
             funcs.append(accuracy_reward)
         elif name == "format":
             funcs.append(format_reward)
@@ -47,6 +63,7 @@ __all__ = [
     "extract_answer",
     "format_reward",
     "get_reward_funcs",
+    "import_reward",
     "keyframe_bonus",
     "kf_contrastive_reward",
 ]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 
+from ..manifest import OPTION_LETTERS, PROBLEM_TYPES
 from .utils import completion_text
 
 ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-LETTER_PATTERN = re.compile(r"(?<![A-Za-z])([A-H])(?![A-Za-z])")
+LETTER_PATTERN = re.compile(rf"(?<![A-Za-z])([{OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}])(?![A-Za-z])")
 NUMBER_PATTERN = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -84,6 +85,7 @@ SCORERS = {
     "free_form": free_form_score,
     "temporal_grounding": interval_iou,
 }
+assert set(SCORERS) == set(PROBLEM_TYPES), "every manifest problem type needs a scorer"
 
 
 def score_answer(text: str, solution, problem_type: str) -> float | None:

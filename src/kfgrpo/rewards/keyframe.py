@@ -24,6 +24,7 @@ def keyframe_bonus(
     real_accuracy: torch.Tensor,
     probe_scores: torch.Tensor,
     alphas,
+    *,
     threshold: float = 1.0,
     strict: bool = True,
     rule: str = "hard",

@@ -135,62 +135,11 @@ def select_keyframes(
 
     encoder = get_hf_encoder(cfg.encoder, cfg.hf_device, cfg.hf_batch_size) if cfg.encoder.startswith("hf:") else None
     held, stamps, found, rgb = _decode_candidates(path, indices, cfg, info, encoder.input_size if encoder else None)
-    if encoder is not None:
-        feats = encoder.image_features(rgb)
-    else:
-        feats = PixelFeatures(
-            cfg.pixel_grid, cfg.pixel_hist_bins, cfg.pixel_hist_weight, cfg.pixel_hist_power, cfg.pixel_hist_floor
-        ).batch(held)
-
-    n = len(held)
-    v, smooth, norm = _variation(
-        feats, cfg.scales, cfg.scale_weights, cfg.smoothing_sigma, cfg.mad_scale, cfg.norm_eps
-    )
-    window = cfg.nms_window or default_window(n, num_frames)
-    apexes = detect_apexes(smooth, norm, window, cfg.apex_threshold, cfg.curvature_threshold)
-    alpha = soft_apex_score(smooth, norm, window, cfg.apex_threshold, cfg.soft_tau1, cfg.soft_tau2, cfg.soft_delta)
-    relevance = None
-    if query:
-        if encoder is not None and encoder.has_text_tower:
-            relevance = feats @ encoder.text_features(query)
-        else:
-            warnings.warn("query relevance needs an hf: encoder with a text tower; the query is ignored", stacklevel=2)
-    prio, sal = priority_scores(
-        norm,
-        alpha,
-        relevance,
-        cfg.lambda_variation,
-        cfg.lambda_apex,
-        cfg.lambda_query if relevance is not None else 0.0,
-        cfg.variation_clip,
-    )
-    if method == "tad":
-        pos, is_apex = distill(
-            prio,
-            apexes,
-            num_frames,
-            cfg.apex_fraction,
-            cfg.fill_gamma,
-            cfg.min_gap,
-            cfg.use_anchors,
-            cfg.fill_uniform_mix,
-        )
-    else:
-        if method == "uniform":
-            pos = uniform_positions(n, num_frames)
-        else:
-            import torch
-
-            from .gumbel import gumbel_topk
-
-            gen = torch.Generator().manual_seed(0 if seed is None else seed)
-            order, _ = gumbel_topk(torch.as_tensor(sal), min(num_frames, n), cfg.gumbel_tau, gen)
-            pos = np.sort(order.numpy())
-        is_apex = np.isin(pos, apexes)
-
+    curve = _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg)
+    pos, is_apex = _pick(curve, num_frames, method, seed, cfg)
     n_dis = cfg.num_distractors if cfg.num_distractors is not None else math.ceil(num_frames / 2)
-    rest = np.setdiff1d(np.arange(n), pos)
-    dis = np.sort(rest[np.lexsort((rest, sal[rest]))][:n_dis])
+    rest = np.setdiff1d(np.arange(len(held)), pos)
+    dis = np.sort(rest[np.lexsort((rest, curve.saliency[rest]))][:n_dis])  # the lowest-saliency candidates
 
     height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
 
@@ -201,7 +150,7 @@ def select_keyframes(
             .to_image()
         )
 
-    curve = CandidateCurve(np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance)
+    sal = curve.saliency
     return Selection(
         frame_indices=[found[p] for p in pos],
         timestamps=[stamps[p] for p in pos],
@@ -217,3 +166,62 @@ def select_keyframes(
         info=info,
         positions=pos,
     )
+
+
+def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg: TADConfig) -> CandidateCurve:
+    """Stages 1-2: features → multi-scale variation v → apexes and soft apex score α → priority P and saliency s."""
+    if encoder is not None:
+        feats = encoder.image_features(rgb)
+    else:
+        feats = PixelFeatures(
+            cfg.pixel_grid, cfg.pixel_hist_bins, cfg.pixel_hist_weight, cfg.pixel_hist_power, cfg.pixel_hist_floor
+        ).batch(held)
+    v, smooth, norm = _variation(
+        feats, cfg.scales, cfg.scale_weights, cfg.smoothing_sigma, cfg.mad_scale, cfg.norm_eps
+    )
+    window = cfg.nms_window or default_window(len(held), num_frames)
+    apexes = detect_apexes(smooth, norm, window, cfg.apex_threshold, cfg.curvature_threshold)
+    alpha = soft_apex_score(smooth, norm, window, cfg.apex_threshold, cfg.soft_tau1, cfg.soft_tau2, cfg.soft_delta)
+    relevance = None
+    if query:
+        if encoder is not None and encoder.has_text_tower:
+            relevance = feats @ encoder.text_features(query)
+        else:
+            warnings.warn("query relevance needs an hf: encoder with a text tower; the query is ignored", stacklevel=3)
+    prio, sal = priority_scores(
+        norm,
+        alpha,
+        relevance,
+        cfg.lambda_variation,
+        cfg.lambda_apex,
+        cfg.lambda_query if relevance is not None else 0.0,
+        cfg.variation_clip,
+    )
+    return CandidateCurve(np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance)
+
+
+def _pick(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADConfig):
+    """Stage 3: the chosen candidate positions (chronological) and which of them are apexes."""
+    if method == "tad":
+        return distill(
+            curve.priority,
+            curve.apexes,
+            num_frames,
+            apex_fraction=cfg.apex_fraction,
+            gamma=cfg.fill_gamma,
+            min_gap=cfg.min_gap,
+            use_anchors=cfg.use_anchors,
+            uniform_mix=cfg.fill_uniform_mix,
+        )
+    n = len(curve.saliency)
+    if method == "uniform":
+        pos = uniform_positions(n, num_frames)
+    else:
+        import torch
+
+        from .gumbel import gumbel_topk
+
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        order, _ = gumbel_topk(torch.as_tensor(curve.saliency), min(num_frames, n), cfg.gumbel_tau, gen)
+        pos = np.sort(order.numpy())
+    return pos, np.isin(pos, curve.apexes)

@@ -112,6 +112,7 @@ def distill(
     priority: np.ndarray,
     apexes: np.ndarray,
     k: int,
+    *,
     apex_fraction: float = 0.5,
     gamma: float = 2.0,
     min_gap: int = 1,

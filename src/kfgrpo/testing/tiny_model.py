@@ -61,7 +61,7 @@ _SIZES = {
 
 
 def _corpus() -> list[str]:
-    from .synth import COLORS, vocabulary_corpus
+    from ..chronosynth import COLORS, vocabulary_corpus
 
     lines = vocabulary_corpus()
     # Reasoning traces name a colour (or "none") per frame: repeated here so that each is one token, and a trace step
@@ -114,7 +114,6 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
     from transformers import GenerationConfig, Qwen2VLImageProcessor
 
     s = _SIZES[size]
-    head_dim = s["hidden"] // s["heads"]
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     token_ids = dict(
         image_token_id=ids["<|image_pad|>"],
@@ -134,72 +133,18 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
     )
-    half = head_dim // 2
-    t_sec = half // 4
-    mrope = [t_sec, (half - t_sec) // 2, half - t_sec - (half - t_sec) // 2]
-    if arch == "qwen2_5_vl":
-        from transformers import (
-            Qwen2_5_VLConfig,
-            Qwen2_5_VLForConditionalGeneration,
-            Qwen2_5_VLProcessor,
-            Qwen2VLVideoProcessor,
-        )
-
-        patch = 14
-        text["rope_parameters"] = {"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e6}
-        vision = dict(
-            depth=s["v_depth"],
-            hidden_size=s["v_hidden"],
-            intermediate_size=s["v_inter"],
-            num_heads=s["v_heads"],
-            out_hidden_size=s["hidden"],
-            fullatt_block_indexes=[s["v_depth"] - 1],
-            patch_size=patch,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=patch * 2 * 4,
-        )
-        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
-        model_cls, proc_cls, video_proc = (
-            Qwen2_5_VLForConditionalGeneration,
-            Qwen2_5_VLProcessor,
-            Qwen2VLVideoProcessor,
-        )
-    elif arch == "qwen3_vl":
-        from transformers import (
-            Qwen3VLConfig,
-            Qwen3VLForConditionalGeneration,
-            Qwen3VLProcessor,
-            Qwen3VLVideoProcessor,
-        )
-
-        patch = 16
-        text["head_dim"] = head_dim
-        text["rope_parameters"] = {
-            "rope_type": "default",
-            "mrope_section": mrope,
-            "mrope_interleaved": True,
-            "rope_theta": 5e6,
-        }
-        for k in ("bos_token_id", "eos_token_id"):
-            text.pop(k)
-        vision = dict(
-            depth=s["v_depth"],
-            hidden_size=s["v_hidden"],
-            intermediate_size=s["v_inter"],
-            num_heads=s["v_heads"],
-            out_hidden_size=s["hidden"],
-            deepstack_visual_indexes=[s["v_depth"] - 1],
-            patch_size=patch,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            num_position_embeddings=256,
-        )
-        config = Qwen3VLConfig(text_config=text, vision_config=vision, **token_ids)
-        model_cls, proc_cls, video_proc = Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
-    else:
+    vision = dict(
+        depth=s["v_depth"],
+        hidden_size=s["v_hidden"],
+        intermediate_size=s["v_inter"],
+        num_heads=s["v_heads"],
+        out_hidden_size=s["hidden"],
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    if arch not in _ARCH_BUILDERS:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
-
+    config, model_cls, proc_cls, video_proc, patch = _ARCH_BUILDERS[arch](s, text, vision, token_ids)
     factor = patch * 2
     image_processor = Qwen2VLImageProcessor(
         patch_size=patch,
@@ -217,6 +162,45 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
         pad_token_id=ids["<|endoftext|>"],
     )
     return model, processor
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """Temporal / height / width rotary sections; they sum to head_dim / 2."""
+    half = head_dim // 2
+    t_sec = half // 4
+    return [t_sec, (half - t_sec) // 2, half - t_sec - (half - t_sec) // 2]
+
+
+def _qwen2_5_vl(s: dict, text: dict, vision: dict, token_ids: dict):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    patch = 14
+    mrope = _mrope_section(s["hidden"] // s["heads"])
+    text = dict(text, rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e6})
+    vision = dict(vision, fullatt_block_indexes=[s["v_depth"] - 1], patch_size=patch, window_size=patch * 2 * 4)
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
+    return config, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor, patch
+
+
+def _qwen3_vl(s: dict, text: dict, vision: dict, token_ids: dict):
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    patch = 16
+    head_dim = s["hidden"] // s["heads"]
+    rope = {"rope_type": "default", "mrope_section": _mrope_section(head_dim), "mrope_interleaved": True}
+    text = {k: v for k, v in text.items() if k not in ("bos_token_id", "eos_token_id")}
+    text.update(head_dim=head_dim, rope_parameters={**rope, "rope_theta": 5e6})
+    vision = dict(vision, deepstack_visual_indexes=[s["v_depth"] - 1], patch_size=patch, num_position_embeddings=256)
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **token_ids)
+    return config, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor, patch
+
+
+_ARCH_BUILDERS = {"qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl}
 
 
 def build_tiny_model(

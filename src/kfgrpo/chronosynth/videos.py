@@ -28,6 +28,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..manifest import OPTION_LETTERS
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 30, 30),
     "green": (30, 200, 60),
@@ -42,7 +44,7 @@ SHAPES: tuple[str, ...] = ("square", "disc", "triangle")
 # Dark, desaturated backgrounds: far from every object colour, so colour detection never fires on a scene.
 BACKGROUNDS: tuple[tuple[int, int, int], ...] = ((25, 25, 25), (15, 35, 60), (60, 28, 20), (20, 52, 32), (48, 44, 72))
 FAMILIES: tuple[str, ...] = ("order", "count", "succession", "grounding")
-LETTERS = "ABCDEFGH"
+LETTERS = OPTION_LETTERS
 
 ORDER_TEMPLATE = "Which object appeared {which} in the video?"
 COUNT_TEMPLATE = "How many objects appeared in the video?"

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from kfgrpo.tiny_model import SPECIAL_TOKENS, build_tiny_model
+from kfgrpo.testing import SPECIAL_TOKENS, build_tiny_model
 
 
 def _digest(path):
@@ -65,7 +65,7 @@ def test_tokenizer_has_qwen_special_tokens_and_chat_template(tiny_model_dir):
         "Ġsquare",
     ]
     # Every step of a per-frame trace is 4 tokens whatever the colour (sft.py's `tally` trace relies on it).
-    from kfgrpo.synth import COLORS
+    from kfgrpo.chronosynth import COLORS
 
     for word in ["none", *COLORS]:
         assert len(tok.tokenize(f" {word} 3,")) == 4, word

@@ -5,8 +5,8 @@ import av
 import numpy as np
 import pytest
 
+from kfgrpo.chronosynth import FAMILIES, LETTERS, SynthConfig, answer_from_frames, generate
 from kfgrpo.rewards.accuracy import interval_iou
-from kfgrpo.synth import FAMILIES, LETTERS, SynthConfig, answer_from_frames, generate
 
 
 def _rows(out):

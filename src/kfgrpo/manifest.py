@@ -1,0 +1,68 @@
+"""The canonical manifest row: one question about one video, one JSON object per line of a ``.jsonl`` file.
+
+Written by ``kfgrpo synth`` and ``kfgrpo prepare``; read by ``kfgrpo tad`` (cache), ``kfgrpo eval`` (``canonical``
+benchmark) and scored by ``kfgrpo.rewards``. Fields:
+
+* ``id`` (str), ``video`` (path; a relative path resolves against the manifest's folder), ``problem`` (question
+  text), ``solution`` (str), ``problem_type`` (one of ``PROBLEM_TYPES``) — required;
+* ``options`` (list of ``"A. text"``, lettered with ``OPTION_LETTERS``) — for multiple choice;
+* anything else (``family``, ``events``, ``data_source``, ...) is carried along untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+REQUIRED_FIELDS = ("id", "video", "problem", "solution", "problem_type")
+PROBLEM_TYPES = ("multiple_choice", "numerical", "free_form", "temporal_grounding")
+# Up to ten options (LVBench and Video-R1 use up to 8-10): the one alphabet for lettering, parsing and scoring.
+OPTION_LETTERS = "ABCDEFGHIJ"
+LETTERED_OPTION = re.compile(rf"^[{OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}]\.\s")
+
+
+class RowError(ValueError):
+    """A manifest row that cannot be used; the message says why."""
+
+
+def letter_options(options) -> list[str]:
+    """Options as ``"A. text"``; options that already start with ``"X. "`` are kept."""
+    if len(options) > len(OPTION_LETTERS):
+        raise RowError(f"{len(options)} options; at most {len(OPTION_LETTERS)} ({OPTION_LETTERS}) are supported")
+    out = []
+    for i, opt in enumerate(options):
+        text = str(opt).strip()
+        out.append(text if LETTERED_OPTION.match(text) else f"{OPTION_LETTERS[i]}. {text}")
+    return out
+
+
+def validate_row(row) -> dict:
+    """The row, normalised (``options`` defaults to [], ``solution`` is a string); ``RowError`` says what is wrong."""
+    if not isinstance(row, dict):
+        raise RowError(f"expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in REQUIRED_FIELDS if k not in row or row[k] in (None, "")]
+    if missing:
+        raise RowError(f"missing fields: {', '.join(missing)}")
+    if row["problem_type"] not in PROBLEM_TYPES:
+        raise RowError(f"unknown problem_type {row['problem_type']!r}; expected one of {PROBLEM_TYPES}")
+    if not isinstance(row.get("options", []), list):
+        raise RowError("options must be a list")
+    row.setdefault("options", [])
+    row["solution"] = str(row["solution"])
+    return row
+
+
+def parse_line(line: str) -> dict:
+    """One manifest line as a validated row."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"malformed JSON: {exc}") from exc
+    return validate_row(row)
+
+
+def resolve_video(video: str | os.PathLike, base: str | os.PathLike) -> str:
+    """``video`` as a path: absolute paths stay, relative ones resolve against ``base`` (the manifest's folder)."""
+    return str(video) if os.path.isabs(video) else str(Path(base) / video)
