@@ -162,3 +162,41 @@ def test_plots_and_dataset_card(tmp_path, synth_train):
     card = tad_dataset_card(prov, summary, name="me/chronosynth-tad")
     assert "# me/chronosynth-tad" in card and "kfgrpo" in card and "distractor_images" in card
     assert "Rows kept: 24" in card and '"apex_fraction": 0.5' in card
+
+
+def test_jpeg_and_png_storage(tmp_path, segment_video):
+    """JPEG (the default) is smaller and stays within 34 dB of the selected frame; PNG is exact; both decode."""
+    import numpy as np
+
+    from kfgrpo.tad import select_keyframes
+
+    rng = np.random.default_rng(0)
+    video = segment_video(
+        tmp_path / "v.mp4",
+        [tuple(int(c) for c in rng.integers(0, 255, 3)) for _ in range(6)],
+        size=(224, 112),
+        noise=20.0,
+    )
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps(dict(id="q", video=str(video), problem="?", solution="A", problem_type="free_form"))
+    )
+    cfg = TADConfig(max_pixels=224 * 112)
+    selected = select_keyframes(video, 4, config=cfg).frames
+    sizes = {}
+    for fmt in ("png", "jpeg"):
+        out = tmp_path / fmt
+        build_tad_cache(CacheArgs(str(manifest), str(out), num_frames=4, image_format=fmt), cfg, progress=False)
+        ds = datasets.load_from_disk(str(out))
+        sizes[fmt] = sum(f.stat().st_size for f in out.glob("*.arrow"))
+        for cached, frame in zip(ds[0]["images"], selected):
+            diff = np.asarray(cached.convert("RGB"), dtype=float) - np.asarray(frame, dtype=float)
+            mse = float((diff**2).mean())
+            if fmt == "png":
+                assert mse == 0
+            else:
+                assert 10 * np.log10(255**2 / max(mse, 1e-12)) >= 34
+        assert json.loads(ds.info.description)["kfgrpo_tad"]["image_format"] == fmt
+    assert sizes["jpeg"] < sizes["png"]
+    with pytest.raises(ValueError, match="image_format"):
+        CacheArgs(str(manifest), str(tmp_path / "x"), image_format="webp")

@@ -7,6 +7,7 @@ import pytest
 
 from kfgrpo.cli import main
 from kfgrpo.eval import EvalArgs, evaluate, read_benchmark
+from kfgrpo.eval.run import conversation_images
 
 
 def _synth_rows(synth_train):
@@ -136,7 +137,9 @@ def test_eval_writes_results_and_predictions(tiny_model_dir, layouts, tmp_path, 
         == 0
     )
     res = json.loads((out / "results.json").read_text())
-    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    preds = [p for p in lines if "unreadable" not in p]  # one line per question; unreadable ones say why
+    assert len(lines) == res["num_questions"]
     assert res["frames"] == frames and res["num_frames"] == 4 and res["decoding"]["do_sample"] is False
     assert res["template"]["prompt_template"] and res["model"] == tiny_model_dir
     assert len(preds) == res["num_scored"] == res["num_questions"] - res["num_unreadable"]
@@ -267,3 +270,60 @@ def test_eval_plot(tmp_path, tiny_model_dir, layouts):
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="eval.json"):
         main(["eval-plot", str(tmp_path / "tad"), "--output", str(tmp_path / "c.png")])
+
+
+class _Counting:
+    """A deterministic stub backend that answers from the frames' content and counts the questions it answered;
+    ``fail_after`` questions into a run it raises, as an interrupted job would."""
+
+    answered = []
+    fail_after = None
+
+    def __init__(self, args):
+        pass
+
+    def generate(self, conversations):
+        if _Counting.fail_after is not None and len(_Counting.answered) >= _Counting.fail_after:
+            raise KeyboardInterrupt
+        out = []
+        for conv in conversations:
+            images = conversation_images(conv)
+            out.append(f"<answer>{'ABCD'[sum(img.getpixel((0, 0))[0] for img in images) % 4]}</answer>")
+        _Counting.answered += conversations
+        return out
+
+
+def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts, tmp_path, monkeypatch):
+    import kfgrpo.eval.run as run
+
+    monkeypatch.setattr(run, "_HFBackend", _Counting)
+
+    def args(out):
+        return EvalArgs(
+            model="m", benchmark="videomme", data=str(layouts["videomme"]), output=str(out), num_frames=3, batch_size=2
+        )
+
+    _Counting.answered, _Counting.fail_after = [], None
+    whole = evaluate(args(tmp_path / "whole"), progress=False)
+    expected = (tmp_path / "whole" / "predictions.jsonl").read_text().splitlines()
+    total = len(_Counting.answered)
+
+    _Counting.answered, _Counting.fail_after = [], 4  # dies in the third batch
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(args(tmp_path / "cut"), progress=False)
+    written = (tmp_path / "cut" / "predictions.jsonl").read_text().splitlines()
+    assert 0 < len(written) < len(expected)
+    with open(tmp_path / "cut" / "predictions.jsonl", "a") as fh:
+        fh.write('{"id": "half a line')  # killed mid-write
+    _Counting.answered, _Counting.fail_after = [], None
+    resumed = evaluate(args(tmp_path / "cut"), progress=False)
+    assert len(_Counting.answered) == total - 4  # only the questions not yet written were answered again
+    got = (tmp_path / "cut" / "predictions.jsonl").read_text().splitlines()
+    assert sorted(got) == sorted(expected)
+    for key in ("accuracy", "num_scored", "num_unreadable", "chance"):
+        assert resumed[key] == whole[key]
+
+    other = args(tmp_path / "cut")
+    other.num_frames = 2
+    with pytest.raises(RuntimeError, match="other settings"):
+        evaluate(other, progress=False)

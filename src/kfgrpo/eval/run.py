@@ -3,7 +3,10 @@
 Writes ``OUTPUT/results.json`` (accuracy, ``chance`` — the expected accuracy of random answers on the questions —
 per-category breakdowns, ``frame_sensitivity`` = accuracy minus ``accuracy_shuffled`` with ``--probe shuffle``, the
 model, frames, K, TAD config, the exact prompt template and decoding) and ``OUTPUT/predictions.jsonl`` (one line per
-question: id, raw prediction, parsed answer, score, correct, the timestamps used). Decoding is greedy. A question's
+question: id, raw prediction, parsed answer, score, correct, the timestamps used; or the reason its video could not
+be read). Questions stream through in batches of ``batch_size``, each appended to ``predictions.jsonl`` as it is
+scored: memory is bounded by a batch, and a rerun on the same output resumes where an interrupted run stopped
+(``eval_state.json`` holds the settings' fingerprint; other settings on the same output are refused). Decoding is greedy. A question's
 score is the accuracy reward for its problem type (0/1 for multiple choice and numbers; IoU / ROUGE otherwise);
 ``accuracy`` is the mean score over the questions whose video could be read, ``accuracy_all`` counts unreadable
 videos as wrong. Unreadable videos are reported (``unreadable``), never fatal.
@@ -109,15 +112,19 @@ class _VLLMBackend:
         requests = []
         for conv in conversations:
             text = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-            images = [
-                p["image"]
-                for m in conv
-                if isinstance(m["content"], list)
-                for p in m["content"]
-                if p.get("type") == "image"
-            ]
-            requests.append({"prompt": text, "multi_modal_data": {"image": images}})
+            requests.append({"prompt": text, "multi_modal_data": {"image": conversation_images(conv)}})
         return [o.outputs[0].text for o in self.llm.generate(requests, self.params, use_tqdm=False)]
+
+
+def conversation_images(conversation) -> list:
+    """The frames of a conversation, in order (the image parts of its messages)."""
+    return [
+        part["image"]
+        for message in conversation
+        if isinstance(message["content"], list)
+        for part in message["content"]
+        if part.get("type") == "image"
+    ]
 
 
 def _conversation(row, frames, timestamps, prompt_args):
@@ -164,59 +171,97 @@ def evaluate(
     tad_config: TADConfig | None = None,
     progress: bool = True,
 ) -> dict:
+    """Streams the benchmark batch by batch (select frames → generate → score → append to predictions.jsonl), so
+    memory is bounded by one batch; a rerun on the same ``output`` resumes after the last question written."""
+    from tqdm.auto import tqdm
+
     prompt_args = prompt_args or PromptArguments()
     cfg = tad_config or TADConfig()
     start = time.perf_counter()
     rows = read_benchmark(args.benchmark, args.data, args.video_root)
     if args.limit is not None:
         rows = rows[: args.limit]
-    backend = _HFBackend(args) if args.backend == "hf" else _VLLMBackend(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-
-    prepared, unreadable = _select_frames(rows, args, cfg, progress)
-    conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
-    predictions = _generate(backend, conversations, args.batch_size, "answers", progress)
-    probe_predictions = None
-    if args.probe == "shuffle":
-        probe_predictions = _generate(
-            backend, _shuffled(prepared, args, prompt_args), args.batch_size, "shuffled", progress
-        )
-    records = _score(prepared, predictions, probe_predictions, out / "predictions.jsonl")
-    results = _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start)
+    path = out / "predictions.jsonl"
+    done = _resume(path, out / "eval_state.json", _fingerprint(args, prompt_args, cfg))
+    todo = [r for r in rows if r["id"] not in done]
+    backend = (_HFBackend(args) if args.backend == "hf" else _VLLMBackend(args)) if todo else None
+    step, last_video = max(1, args.batch_size), {}
+    with open(path, "a") as fh, tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
+        for i in range(0, len(todo), step):
+            prepared, unreadable = _select_frames(todo[i : i + step], args, cfg, last_video)
+            conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
+            predictions = backend.generate(conversations) if conversations else []
+            probe_predictions = None
+            if args.probe == "shuffle" and prepared:
+                probe_predictions = backend.generate(_shuffled(prepared, args, prompt_args))
+            for rec in _score(prepared, predictions, probe_predictions) + unreadable:
+                fh.write(json.dumps(rec) + "\n")
+                done[rec["id"]] = rec
+            fh.flush()
+            bar.update(len(todo[i : i + step]))
+    records = [done[r["id"]] for r in rows if r["id"] in done]
+    scored = [r for r in records if "unreadable" not in r]
+    unreadable = [dict(id=r["id"], video=r["video"], reason=r["unreadable"]) for r in records if "unreadable" in r]
+    ok = {r["id"] for r in scored}
+    results = _results(args, prompt_args, cfg, rows, [r for r in rows if r["id"] in ok], scored, unreadable, start)
     (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results
 
 
-def _select_frames(rows, args: EvalArgs, cfg: TADConfig, progress: bool):
-    """``(row, selection)`` for every row whose video is usable; ``unreadable`` lists the others with the reason."""
-    from tqdm.auto import tqdm
+def _fingerprint(args: EvalArgs, prompt_args: PromptArguments, cfg: TADConfig) -> str:
+    """What makes a prediction: everything but where it goes, how many questions and the batching."""
+    import hashlib
 
-    selections, unreadable, prepared = {}, [], []
-    for row in tqdm(rows, desc="frames", disable=not progress):
-        if row["video"] not in selections:
+    keep = {k: v for k, v in asdict(args).items() if k not in ("output", "limit", "batch_size", "results_file")}
+    blob = json.dumps(dict(args=keep, prompt=prompt_args.prompt_spec(), tad=cfg.to_dict()), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resume(path: Path, state: Path, fingerprint: str) -> dict:
+    """The records already in ``predictions.jsonl`` (by id) when they were made with the same settings; a line cut
+    short by an interruption is dropped."""
+    if state.exists() and json.loads(state.read_text())["fingerprint"] != fingerprint and path.exists():
+        raise RuntimeError(
+            f"{path} holds predictions made with other settings; choose another --output or delete it to start over"
+        )
+    state.write_text(json.dumps(dict(fingerprint=fingerprint)))
+    done = {}
+    if path.exists():
+        lines = path.read_text().splitlines()
+        for line in lines:
             try:
-                selections[row["video"]] = select_keyframes(
-                    row["video"], args.num_frames, method=args.frames, config=cfg
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[rec["id"]] = rec
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+        tmp.replace(path)
+    return done
+
+
+def _select_frames(rows, args: EvalArgs, cfg: TADConfig, last_video: dict):
+    """``(row, selection)`` for every row whose video is usable; ``unreadable`` records for the others, with the
+    reason. Only the last video's selection is kept (the questions of a video are adjacent in every benchmark), and
+    distractor frames, which only training probes use, are never decoded."""
+    unreadable, prepared = [], []
+    for row in rows:
+        if row["video"] not in last_video:
+            last_video.clear()
+            try:
+                last_video[row["video"]] = select_keyframes(
+                    row["video"], args.num_frames, method=args.frames, config=cfg, distractor_frames=False
                 )
             except (VideoError, FileNotFoundError) as exc:
-                selections[row["video"]] = exc
-        sel = selections[row["video"]]
+                last_video[row["video"]] = exc
+        sel = last_video[row["video"]]
         if isinstance(sel, Exception):
-            unreadable.append(dict(id=row["id"], video=row["video"], reason=str(sel)))
+            unreadable.append(dict(id=row["id"], video=row["video"], unreadable=str(sel)))
             continue
         prepared.append((row, sel))
     return prepared, unreadable
-
-
-def _generate(backend, conversations, batch_size: int, desc: str, progress: bool) -> list[str]:
-    from tqdm.auto import tqdm
-
-    step = max(1, batch_size)
-    out = []
-    for i in tqdm(range(0, len(conversations), step), desc=desc, disable=not progress):
-        out += backend.generate(conversations[i : i + step])
-    return out
 
 
 def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments):
@@ -228,29 +273,25 @@ def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments):
     return out
 
 
-def _score(prepared, predictions, probe_predictions, path: Path) -> list[dict]:
+def _score(prepared, predictions, probe_predictions) -> list[dict]:
     records = []
-    with open(path, "w") as fh:
-        for k, ((row, sel), pred) in enumerate(zip(prepared, predictions)):
-            score = score_answer(pred, row["solution"], row["problem_type"]) or 0.0
-            rec = dict(
-                id=row["id"],
-                prediction=pred,
-                answer=extract_answer(pred),
-                solution=row["solution"],
-                score=score,
-                correct=score >= 0.5,
-                timestamps=sel.timestamps,
-                frame_indices=sel.frame_indices,
-                categories=row["categories"],
-            )
-            if probe_predictions is not None:
-                p = probe_predictions[k]
-                rec.update(
-                    probe_prediction=p, probe_score=score_answer(p, row["solution"], row["problem_type"]) or 0.0
-                )
-            records.append(rec)
-            fh.write(json.dumps(rec) + "\n")
+    for k, ((row, sel), pred) in enumerate(zip(prepared, predictions)):
+        score = score_answer(pred, row["solution"], row["problem_type"]) or 0.0
+        rec = dict(
+            id=row["id"],
+            prediction=pred,
+            answer=extract_answer(pred),
+            solution=row["solution"],
+            score=score,
+            correct=score >= 0.5,
+            timestamps=sel.timestamps,
+            frame_indices=sel.frame_indices,
+            categories=row["categories"],
+        )
+        if probe_predictions is not None:
+            p = probe_predictions[k]
+            rec.update(probe_prediction=p, probe_score=score_answer(p, row["solution"], row["problem_type"]) or 0.0)
+        records.append(rec)
     return records
 
 
@@ -270,7 +311,7 @@ def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start)
         num_unreadable=len(unreadable),
         accuracy=accuracy,
         accuracy_all=sum(r["score"] for r in records) / len(rows) if rows else 0.0,
-        chance=chance_accuracy([row for row, _ in prepared]),
+        chance=chance_accuracy(prepared),
         per_category=_breakdown(records),
         template=prompt_args.prompt_spec(),
         decoding=dict(

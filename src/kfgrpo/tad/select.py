@@ -111,6 +111,7 @@ def select_keyframes(
     query: str | None = None,
     config: TADConfig | None = None,
     seed: int | None = None,
+    distractor_frames: bool = True,
 ) -> Selection:
     """Selects ``num_frames`` keyframes of ``video``.
 
@@ -118,7 +119,8 @@ def select_keyframes(
     baseline) or ``"gumbel"`` (a Gumbel-top-k sample from the Plackett–Luce policy over saliency; ``seed`` fixes it).
     ``candidate_fps`` overrides ``config.candidate_fps`` (2.0 by default). ``query`` adds the relevance term when the
     encoder is ``hf:`` with a text tower; with the ``pixel`` encoder it is ignored (a warning says so).
-    Raises :class:`kfgrpo.video.VideoError` for unusable videos.
+    ``distractor_frames=False`` skips converting the distractors to images (their indices, times and saliency are
+    still returned): evaluation never uses them. Raises :class:`kfgrpo.video.VideoError` for unusable videos.
     """
     cfg = config or TADConfig()
     if candidate_fps is not None:
@@ -161,7 +163,7 @@ def select_keyframes(
         distractor_indices=[found[p] for p in dis],
         distractor_timestamps=[stamps[p] for p in dis],
         distractor_saliency=[float(sal[p]) for p in dis],
-        distractor_frames=[to_rgb(p) for p in dis],
+        distractor_frames=[to_rgb(p) for p in dis] if distractor_frames else [],
         method=method,
         info=info,
         positions=pos,
