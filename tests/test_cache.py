@@ -200,3 +200,44 @@ def test_jpeg_and_png_storage(tmp_path, segment_video):
     assert sizes["jpeg"] < sizes["png"]
     with pytest.raises(ValueError, match="image_format"):
         CacheArgs(str(manifest), str(tmp_path / "x"), image_format="webp")
+
+
+def _tad_cmd(manifest, out, shard_size):
+    cmd = [sys.executable, "-m", "kfgrpo.cli", "tad", "--manifest", manifest, "--output", str(out)]
+    return cmd + ["--num_frames", "3", "--shard_size", str(shard_size), "--max_pixels", str(56 * 56)]
+
+
+def test_two_workers_on_one_output_equal_one_process(tmp_path, synth_train):
+    """Two `kfgrpo tad` processes started together on the same output (two SLURM array tasks) share the shards,
+    both exit 0, and the published dataset has exactly the rows and frames of a single-process run."""
+    manifest = str(synth_train / "manifest.jsonl")
+    clean = tmp_path / "clean"
+    build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=2), SMALL, progress=False)
+    out = tmp_path / "shared"
+    procs = [subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert _table(out).equals(_table(clean))
+    assert sum("rows kept 24" in o for o in outputs) >= 1  # whoever finished last published
+    assert not list((out / ".kfgrpo-cache").glob("*.claim"))  # every claim released
+    # The published data files are the shards' own files (moved, not copied).
+    assert len(list(out.glob("data-*.arrow"))) == 12 and not list((out / ".kfgrpo-cache").rglob("*.arrow"))
+
+
+def test_kill_9_of_one_worker_then_rerun_gives_the_same_dataset(tmp_path, synth_train):
+    manifest = str(synth_train / "manifest.jsonl")
+    clean = tmp_path / "clean"
+    build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=2), SMALL, progress=False)
+    out = tmp_path / "shared"
+    victim = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    survivor = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".kfgrpo-cache"
+    deadline = time.time() + 120
+    while len(list(state.glob("shard-*/done"))) < 2 and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert survivor.wait(timeout=600) == 0
+    summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=2), SMALL, progress=False)
+    assert summary["published"] and summary["kept"] == 24
+    assert _table(out).equals(_table(clean))

@@ -183,3 +183,28 @@ def test_token_is_never_written(tiny_model_dir, frame_cache, tmp_path, monkeypat
     for f in out.rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
+
+
+def test_tad_slurm_array_runs_one_command_per_task():
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "3", "SLURM_CPUS_PER_TASK": "8"}
+    out = subprocess.run(
+        [
+            "bash",
+            "slurm/tad.slurm",
+            "--dry-run",
+            "--manifest",
+            "m.jsonl",
+            "--output",
+            "/shared/tad",
+            "--num_frames",
+            "16",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "task 3: .venv/bin/kfgrpo tad --num_proc 8 --manifest m.jsonl --output /shared/tad --num_frames 16"
+    bad = subprocess.run(["bash", "slurm/tad.slurm", "--dry-run", "--output", "x"], cwd=ROOT, capture_output=True)
+    assert bad.returncode == 2

@@ -20,11 +20,12 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from .claims import Heartbeat, is_stale, release, try_claim
 from .manifest import RowError, parse_line, resolve_video
 from .tad.config import METHODS, TADConfig
 from .video import VideoError
@@ -58,6 +59,13 @@ class CacheArgs:
         metadata={
             "help": "How frames are stored: `jpeg` (4.3x smaller than PNG on real footage at quality 90, and 4.5x "
             "faster to decode) or `png` (lossless). `datasets.Image` decodes either: PNG caches load unchanged."
+        },
+    )
+    claim_timeout: float = field(
+        default=600.0,
+        metadata={
+            "help": "Seconds after which another host's unrefreshed shard claim counts as abandoned (claims are "
+            "refreshed every 30 s; on the same host a dead process's claim is taken over at once)."
         },
     )
     jpeg_quality: int = field(
@@ -112,6 +120,7 @@ def _features():
     import datasets
 
     return {
+        "options": datasets.List(datasets.Value("string")),  # typed even when a shard holds no multiple choice
         "images": datasets.List(datasets.Image()),
         "timestamps": datasets.List(datasets.Value("float64")),
         "frame_indices": datasets.List(datasets.Value("int64")),
@@ -225,8 +234,8 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     complete = (state / "complete").exists()
     pending = [] if complete else [i for i, d in enumerate(shard_dirs) if not (d / "done").exists()]
     reused = len(shards) - len(pending)
-    tasks = [
-        dict(
+    tasks = {
+        i: dict(
             lines=shards[i],
             shard_dir=str(shard_dirs[i]),
             manifest_dir=str(manifest.parent),
@@ -238,11 +247,19 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
             jpeg_quality=args.jpeg_quality,
         )
         for i in pending
-    ]
-    done_lines = sum(len(shards[i]) for i in range(len(shards)) if i not in set(pending))
-    _run_shards(tasks, args.num_proc, len(lines), done_lines, progress)
-    if not complete:
-        _merge_shards(args, cfg, out, shard_dirs, len(lines))
+    }
+    done_lines = sum(len(shards[i]) for i in range(len(shards)) if i not in tasks)
+    _run_shards(tasks, args, state, len(lines), done_lines, progress)
+    if not complete and not _publish(args, cfg, out, shard_dirs, len(lines)):
+        waiting = sum(not (d / "done").exists() for d in shard_dirs)
+        return dict(
+            kept=None,
+            failed=None,
+            seconds=round(time.perf_counter() - start, 2),
+            shards_reused=reused,
+            published=False,
+            shards_left=waiting,
+        )
     counts = json.loads((state / "complete").read_text())
     if args.strict and counts["failed"]:
         raise RuntimeError(
@@ -253,6 +270,7 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
         failed=counts["failed"],
         seconds=round(time.perf_counter() - start, 2),
         shards_reused=reused,
+        published=True,
     )
     (out / "summary.json").write_text(json.dumps(summary))
     if args.plot_dir:
@@ -264,31 +282,108 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     return summary
 
 
-def _run_shards(tasks: list[dict], num_proc: int, total: int, done: int, progress: bool) -> None:
+def _run_shards(tasks: dict[int, dict], args: CacheArgs, state: Path, total: int, done: int, progress: bool) -> None:
+    """Claims pending shards one at a time (``claims.try_claim``) and processes them, ``num_proc`` at once; shards
+    that another process holds are left to it. Every process on the same output thus shares the work."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=done, desc="tad", unit="row", disable=not progress)
-    if num_proc > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=num_proc, mp_context=get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(_process_shard, t) for t in tasks]):
-                bar.update(fut.result()["lines"])
-    else:
-        for t in tasks:
-            bar.update(_process_shard(t)["lines"])
+    queue = list(tasks)
+
+    def claim_next():
+        while queue:
+            i = queue.pop(0)
+            path = state / f"shard-{i:05d}.claim"
+            if not (Path(tasks[i]["shard_dir"]) / "done").exists() and try_claim(path, args.claim_timeout):
+                heartbeat.paths.add(path)
+                return i
+        return None
+
+    def finish(i):
+        path = state / f"shard-{i:05d}.claim"
+        heartbeat.paths.discard(path)
+        release(path)
+        bar.update(len(tasks[i]["lines"]))
+
+    with Heartbeat() as heartbeat:
+        if args.num_proc > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(max_workers=args.num_proc, mp_context=get_context("spawn")) as pool:
+                running = {}
+                while True:
+                    while len(running) < args.num_proc and (i := claim_next()) is not None:
+                        running[pool.submit(_process_shard, tasks[i])] = i
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        fut.result()
+                        finish(running.pop(fut))
+        else:
+            while (i := claim_next()) is not None:
+                _process_shard(tasks[i])
+                finish(i)
     bar.close()
 
 
+def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> bool:
+    """When every shard is done, one process (whoever takes the merge claim) publishes the dataset; False when shards
+    are still being processed elsewhere (the last process to finish publishes)."""
+    state = out / STATE_DIR
+    if not all((d / "done").exists() for d in shard_dirs):
+        return False
+    lock = state / "merge.claim"
+    if not try_claim(lock, args.claim_timeout):
+        while not (state / "complete").exists():  # another process is publishing: wait for it
+            if is_stale(lock, args.claim_timeout):
+                return _publish(args, cfg, out, shard_dirs, total)
+            time.sleep(1)
+        return True
+    try:
+        if not (state / "complete").exists():
+            _merge_shards(args, cfg, out, shard_dirs, total)
+    finally:
+        release(lock)
+    return True
+
+
 def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> None:
-    """Publishes the finished shards as one dataset in ``out`` (atomic moves), with errors.jsonl and provenance."""
+    """Publishes the finished shards as one dataset in ``out`` by moving their Arrow files (no copy of any frame),
+    with errors.jsonl and provenance. The moves are planned first, so an interrupted merge resumes."""
+    state = out / STATE_DIR
+    errors = []
+    for d in shard_dirs:
+        errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
+    _write_errors(out, errors)
+    plan_file = state / "merge-plan.json"
+    if plan_file.exists():
+        plan = json.loads(plan_file.read_text())
+    else:
+        plan = _merge_plan(shard_dirs, out)
+        if plan is not None and (not plan["files"] or (args.strict and errors)):
+            raise RuntimeError(f"{len(errors)} of {total} rows failed; see {out / 'errors.jsonl'}")
+        if plan is None:
+            return _merge_by_copy(args, cfg, out, shard_dirs, errors, total)
+        plan_file.write_text(json.dumps(plan))
+    for src, dst in plan["files"]:
+        if os.path.exists(src):
+            os.replace(src, out / dst)  # same filesystem: a rename, not a copy
+    info = dict(plan["info"], description=json.dumps(provenance(args, cfg)))
+    (out / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    (out / "state.json").write_text(
+        json.dumps(dict(plan["state"], _data_files=[{"filename": d} for _, d in plan["files"]]), indent=2)
+    )
+    (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
+    (state / "complete").write_text(json.dumps(dict(kept=plan["rows"], failed=len(errors))))
+    plan_file.unlink()
+
+
+def _merge_by_copy(args, cfg, out: Path, shard_dirs: list[Path], errors: list[dict], total: int) -> None:
+    """Shards with different columns (a manifest whose rows carry different extra fields): ``datasets`` aligns them
+    while concatenating, which writes the frames once more."""
     import datasets
 
     state = out / STATE_DIR
-    errors, parts = [], []
-    for d in shard_dirs:
-        errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
-        if (d / "data").exists():
-            parts.append(datasets.load_from_disk(str(d / "data")))
-    _write_errors(out, errors)
+    parts = [datasets.load_from_disk(str(d / "data")) for d in shard_dirs if (d / "data").exists()]
     if not parts or (args.strict and errors):
         raise RuntimeError(f"{len(errors)} of {total} rows failed; see {out / 'errors.jsonl'}")
     ds = datasets.concatenate_datasets(parts)
@@ -303,6 +398,61 @@ def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[P
     (state / "complete").write_text(json.dumps(dict(kept=len(ds), failed=len(errors))))
     for d in shard_dirs:  # keep the markers, drop the duplicate frames
         shutil.rmtree(d / "data", ignore_errors=True)
+
+
+def _merge_plan(shard_dirs: list[Path], out: Path) -> dict | None:
+    """Which shard Arrow file becomes which data file of the published dataset. Shards whose columns were inferred
+    as ``null`` (e.g. ``scene_cuts: []`` in every row of a shard) are cast to the common type first, one shard at a
+    time; None when shards differ in their columns (then ``datasets`` aligns them in a copy)."""
+    for d in shard_dirs:  # a recast interrupted between its two renames
+        if not (d / "data").exists() and (d / "data.old").exists():
+            os.replace(d / "data.old", d / "data")
+    data_dirs = [d / "data" for d in shard_dirs if (d / "data").exists()]
+    infos = [json.loads((d / "dataset_info.json").read_text()) for d in data_dirs]
+    if not infos:
+        return dict(files=[], info=None, state=None, rows=0)
+    try:
+        features = infos[0]["features"]
+        for info in infos[1:]:
+            features = _unify(features, info["features"])
+    except ValueError:
+        return None
+    for d, info in zip(data_dirs, infos):
+        if info["features"] != features:
+            _recast_shard(d, features)
+    files = []
+    for d in data_dirs:
+        for entry in json.loads((d / "state.json").read_text())["_data_files"]:
+            files.append((str(d / entry["filename"]), f"data-{len(files):05d}.arrow"))
+    rows = sum(json.loads((d / "done").read_text())["kept"] for d in shard_dirs if (d / "data").exists())
+    info = json.loads((data_dirs[0] / "dataset_info.json").read_text())
+    return dict(files=files, info=info, state=json.loads((data_dirs[0] / "state.json").read_text()), rows=rows)
+
+
+_NULL = {"dtype": "null", "_type": "Value"}
+
+
+def _unify(a, b):
+    """The common type of two serialised ``datasets`` features, a ``null`` value type giving way to the other."""
+    if a == b or b == _NULL:
+        return a
+    if a == _NULL:
+        return b
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return {k: _unify(a[k], b[k]) for k in a}
+    raise ValueError("incompatible features")
+
+
+def _recast_shard(data: Path, features: dict) -> None:
+    import datasets
+
+    tmp = data.with_name("data.recast")
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.load_from_disk(str(data)).cast(datasets.Features.from_dict(features)).save_to_disk(str(tmp))
+    old = data.with_name("data.old")
+    os.replace(data, old)  # each step a rename: an interruption leaves `data` or `data.old` (restored on rerun)
+    os.replace(tmp, data)
+    shutil.rmtree(old)
 
 
 def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:

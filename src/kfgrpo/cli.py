@@ -100,6 +100,12 @@ def _tad(argv):
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not summary["published"]:
+        print(
+            f"this worker's shards are done; {summary['shards_left']} shard(s) still run elsewhere: the last worker "
+            f"to finish publishes {args.output} (rerun this command to take over abandoned shards)"
+        )
+        return 0
     reused = f" ({summary['shards_reused']} finished shard(s) reused)" if summary["shards_reused"] else ""
     print(
         f"rows kept {summary['kept']} / failed {summary['failed']} / {summary['seconds']} s{reused} -> {args.output}"
