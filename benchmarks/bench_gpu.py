@@ -109,11 +109,12 @@ def build_processor():
 
     from kfgrpo.testing import build_tokenizer
 
+    tokenizer = build_tokenizer()
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**IMAGE_PROCESSOR),
         video_processor=Qwen2VLVideoProcessor(),
-        tokenizer=build_tokenizer(),
-        chat_template=build_tokenizer().chat_template,
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
     )
 
 

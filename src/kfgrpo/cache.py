@@ -334,7 +334,7 @@ def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path],
     lock = state / "merge.claim"
     if not try_claim(lock, args.claim_timeout):
         while not (state / "complete").exists():  # another process is publishing: wait for it
-            if is_stale(lock, args.claim_timeout):
+            if not lock.exists() or is_stale(lock, args.claim_timeout):  # it failed or died: publish here
                 return _publish(args, cfg, out, shard_dirs, total)
             time.sleep(1)
         return True
