@@ -420,13 +420,14 @@ def _merge_plan(shard_dirs: list[Path], out: Path) -> dict | None:
     for d, info in zip(data_dirs, infos):
         if info["features"] != features:
             _recast_shard(d, features)
+    states = [json.loads((d / "state.json").read_text()) for d in data_dirs]  # after any recast
     files = []
-    for d in data_dirs:
-        for entry in json.loads((d / "state.json").read_text())["_data_files"]:
+    for d, state in zip(data_dirs, states):
+        for entry in state["_data_files"]:
             files.append((str(d / entry["filename"]), f"data-{len(files):05d}.arrow"))
-    rows = sum(json.loads((d / "done").read_text())["kept"] for d in shard_dirs if (d / "data").exists())
+    rows = sum(json.loads((d.parent / "done").read_text())["kept"] for d in data_dirs)
     info = json.loads((data_dirs[0] / "dataset_info.json").read_text())
-    return dict(files=files, info=info, state=json.loads((data_dirs[0] / "state.json").read_text()), rows=rows)
+    return dict(files=files, info=info, state=states[0], rows=rows)
 
 
 _NULL = {"dtype": "null", "_type": "Value"}

@@ -17,7 +17,6 @@ from .model_utils import (
     model_init_kwargs,
     parse_recipe,
     print_resolved,
-    resolved_config,
 )
 from .rewards import get_reward_funcs
 
@@ -26,9 +25,6 @@ logger = logging.getLogger(__name__)
 
 def make_parser() -> TrlParser:
     return TrlParser((KFScriptArguments, KFGRPOConfig, KFModelConfig))
-
-
-__all__ = ["cli", "main", "make_parser", "resolved_config"]
 
 
 def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: KFModelConfig):
