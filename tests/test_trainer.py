@@ -9,6 +9,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from trl import GRPOConfig, GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
+from kfgrpo.cache import load_tad_dataset
 from kfgrpo.config import KFGRPOConfig
 from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
 from kfgrpo.rewards import accuracy_reward, format_reward
@@ -38,7 +39,7 @@ COMMON = dict(
 
 @pytest.fixture(scope="module")
 def train_ds(frame_cache):
-    ds = datasets.load_from_disk(str(frame_cache)).select(range(8))
+    ds = load_tad_dataset(frame_cache).select(range(8))
     return to_grpo_dataset(ds, KFScriptArguments(dataset_name="x"))
 
 
@@ -133,9 +134,8 @@ def test_constant_reward_group_has_zero_advantage(tiny_model_dir, train_ds, tmp_
 
 
 def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path):
-    plain_rows = train_ds.remove_columns(
-        ["saliency", "distractor_images", "distractor_timestamps", "distractor_saliency", "is_apex"]
-    )
+    tad = {"saliency", "distractor_images", "distractor_timestamps", "distractor_saliency", "is_apex", "frames_key"}
+    plain_rows = datasets.Dataset.from_list([{k: v for k, v in row.items() if k not in tad} for row in train_ds])
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [accuracy_reward],

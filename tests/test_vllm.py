@@ -14,10 +14,10 @@ import sys
 import time
 import types
 
-import datasets
 import pytest
 import torch
 
+from kfgrpo.cache import load_tad_dataset
 from kfgrpo.config import KFGRPOConfig
 from kfgrpo.vllm_utils import VLLMUnavailableError, max_images, require_vllm, vllm_colocate_limits
 
@@ -30,7 +30,7 @@ needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM: `make test-vll
 
 
 def test_max_images_reads_arrow_lengths(frame_cache):
-    assert max_images(datasets.load_from_disk(str(frame_cache))) == 4
+    assert max_images(load_tad_dataset(frame_cache)) == 4
     assert max_images(None) == 0
 
 
@@ -40,7 +40,7 @@ def test_colocate_llm_gets_the_image_limit(frame_cache, monkeypatch):
     calls = []
     monkeypatch.setattr(vg, "LLM", lambda **kw: calls.append(kw), raising=False)
     args = types.SimpleNamespace(use_vllm=True, vllm_mode="colocate", vllm_limit_images=None)
-    with vllm_colocate_limits(args, datasets.load_from_disk(str(frame_cache))):
+    with vllm_colocate_limits(args, load_tad_dataset(frame_cache)):
         vg.LLM(model="m")
     vg.LLM(model="after")
     assert calls[0]["limit_mm_per_prompt"] == {"image": 4, "video": 0}
@@ -120,7 +120,7 @@ def test_prepared_frames_pass_the_processor_unchanged(tiny_model_dir, frame_cach
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    frames = datasets.load_from_disk(str(frame_cache))[0]["images"]
+    frames = load_tad_dataset(frame_cache)[0]["images"]
     out = processor.image_processor(images=frames, return_tensors="pt")
     for (t, gh, gw), img in zip(out["image_grid_thw"].tolist(), frames):
         assert (gh * 14, gw * 14) == (img.size[1], img.size[0]) and t == 1
@@ -160,7 +160,7 @@ def _train_args(tmp_path, **kw):
 def _dataset(frame_cache):
     from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
 
-    ds = datasets.load_from_disk(str(frame_cache)).select(range(8))
+    ds = load_tad_dataset(frame_cache).select(range(8))
     return to_grpo_dataset(ds, KFScriptArguments(dataset_name="x"))
 
 

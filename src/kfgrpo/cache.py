@@ -1,10 +1,19 @@
 """The TAD cache stage: manifest rows → keyframes → a Hugging Face dataset that training reads without decoding video.
 
-``build_tad_cache(CacheArgs(manifest, output, ...), tad_config)`` writes a dataset that ``datasets.load_from_disk(output)``
+``build_tad_cache(CacheArgs(manifest, output, ...), tad_config)`` writes a dataset that ``load_tad_dataset(output)``
 reads: one row per usable manifest row, every manifest field passed through, plus ``images`` (``List(Image())``,
 chronological), ``timestamps``, ``frame_indices``, ``saliency``, ``is_apex``, ``distractor_images`` and
-``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes). The TAD configuration is recorded in
-the dataset info (``description``, JSON) and in ``tad_config.json``.
+``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes). The TAD
+configuration is recorded in the dataset info (``description``, JSON) and in ``tad_config.json``.
+
+Frames are stored once per video (``frame_table``, the default): ``output/`` holds the question rows (text and the TAD
+numbers, a ``frames_key`` per row; ``datasets.load_from_disk(output)`` reads them without any frame) and
+``output/frames/`` one row per video selection (``frames_key``, ``images``, ``distractor_images``).
+``load_tad_dataset`` joins the two lazily with a ``datasets`` transform, so every row it returns is an ordinary TRL
+GRPO row and a frame is decoded only when its row is read. Why not the alternatives: ``datasets`` has no join, an
+Arrow dictionary column is not kept by ``datasets``' features, and ``Image`` paths to JPEG files would put millions of
+small files on a cluster's shared filesystem. With ``frame_table: false`` every row carries its own frames (the
+self-contained layout of earlier versions, which ``load_tad_dataset`` and ``datasets.load_from_disk`` read as is).
 
 Bad input never stops the stage: a row whose manifest line is malformed or lacks fields, or whose video is missing,
 empty, truncated, not a video, audio-only or too short, goes to ``errors.jsonl`` (``id`` if known, ``line``,
@@ -68,6 +77,14 @@ class CacheArgs:
             "refreshed every 30 s; on the same host a dead process's claim is taken over at once)."
         },
     )
+    frame_table: bool = field(
+        default=True,
+        metadata={
+            "help": "Store each video's frames once, in `output/frames`, joined to its question rows when loaded "
+            "(`kfgrpo.cache.load_tad_dataset`): with two questions per video, half the size. False stores the frames "
+            "in every row (self-contained rows, e.g. for the Hub's dataset viewer)."
+        },
+    )
     jpeg_quality: int = field(
         default=90,
         metadata={
@@ -106,30 +123,103 @@ def encode_frames(frames, image_format: str = "png", quality: int = 95) -> list[
 def selection_columns(selection, image_format: str = "png", quality: int = 95) -> dict:
     return dict(
         images=encode_frames(selection.frames, image_format, quality),
+        distractor_images=encode_frames(selection.distractor_frames, image_format, quality),
+        **selection_numbers(selection),
+    )
+
+
+def selection_numbers(selection) -> dict:
+    """The per-frame numbers of a selection (small: kept in every question row)."""
+    return dict(
         timestamps=selection.timestamps,
         frame_indices=selection.frame_indices,
         saliency=selection.saliency,
         is_apex=selection.is_apex,
-        distractor_images=encode_frames(selection.distractor_frames, image_format, quality),
         distractor_timestamps=selection.distractor_timestamps,
         distractor_saliency=selection.distractor_saliency,
     )
 
 
-def _features():
+FRAME_COLUMNS = ("images", "distractor_images")
+
+
+def _features(frames: bool = True):
     import datasets
 
+    images = {c: datasets.List(datasets.Image()) for c in FRAME_COLUMNS} if frames else {}
     return {
         "options": datasets.List(datasets.Value("string")),  # typed even when a shard holds no multiple choice
-        "images": datasets.List(datasets.Image()),
+        **images,
         "timestamps": datasets.List(datasets.Value("float64")),
         "frame_indices": datasets.List(datasets.Value("int64")),
         "saliency": datasets.List(datasets.Value("float64")),
         "is_apex": datasets.List(datasets.Value("bool")),
-        "distractor_images": datasets.List(datasets.Image()),
         "distractor_timestamps": datasets.List(datasets.Value("float64")),
         "distractor_saliency": datasets.List(datasets.Value("float64")),
     }
+
+
+def _frame_features():
+    import datasets
+
+    return datasets.Features(
+        {"frames_key": datasets.Value("string"), **{c: datasets.List(datasets.Image()) for c in FRAME_COLUMNS}}
+    )
+
+
+class FrameJoin:
+    """A ``datasets`` transform that adds ``images`` and ``distractor_images`` to question rows from the per-video
+    frame table, by ``frames_key``. Picklable (the frame table is memory-mapped Arrow), so DataLoader workers get it."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        keys = frames.data.column("frames_key").to_pylist()
+        self.index = {k: i for i, k in reversed(list(enumerate(keys)))}  # a key seen twice: its first row
+
+    def __call__(self, batch: dict) -> dict:
+        if "frames_key" not in batch:
+            raise KeyError(
+                "a TAD cache row lost its `frames_key` column, so its frames cannot be found: keep `frames_key` when "
+                "removing columns (and `remove_unused_columns: false`)"
+            )
+        picked = self.frames[[self.index[k] for k in batch["frames_key"]]]
+        return {**batch, **{c: picked[c] for c in FRAME_COLUMNS}}
+
+
+def join_frames(questions, frames):
+    """``questions`` with every row's frames joined lazily from ``frames`` (``FrameJoin``)."""
+    return questions.with_transform(FrameJoin(frames))
+
+
+def frame_join_of(dataset) -> FrameJoin | None:
+    fmt = getattr(dataset, "format", None) or {}
+    transform = fmt.get("format_kwargs", {}).get("transform") if fmt.get("type") == "custom" else None
+    return transform if isinstance(transform, FrameJoin) else None
+
+
+def map_text(dataset, function, **kwargs):
+    """``dataset.map`` over text columns without decoding any frame (the join is set again on the result)."""
+    join = frame_join_of(dataset)
+    if join is None:
+        return dataset.map(function, **kwargs)
+    return join_frames(dataset.with_format(None).map(function, **kwargs), join.frames)
+
+
+def load_tad_dataset(path: str | os.PathLike):
+    """A ``kfgrpo tad`` output folder as TRL GRPO rows with their frames: the question rows joined to the per-video
+    frame table when the cache has one, else the rows as stored (caches with frames in every row, PNG or JPEG)."""
+    import datasets
+
+    path = Path(path)
+    ds = datasets.load_from_disk(str(path))
+    if (path / "frames").is_dir() and "frames_key" in getattr(ds, "column_names", ()):
+        return join_frames(ds, datasets.load_from_disk(str(path / "frames")))
+    return ds
+
+
+def frames_key(video: str, query: str | None) -> str:
+    """Which frame-table row a question reads: one per video (and per query when selection is query-aware)."""
+    return hashlib.sha256(f"{video}\0{query}".encode()).hexdigest()[:24]
 
 
 def _process_shard(task: dict) -> dict:
@@ -141,8 +231,10 @@ def _process_shard(task: dict) -> dict:
     cfg = TADConfig(**task["tad_config"])
     shard_dir = Path(task["shard_dir"])
     base = Path(task["manifest_dir"])
-    rows, errors = [], []
+    rows, errors, frame_rows = [], [], []
+    stored: set[str] = set()  # frames_key already in this shard's frame table
     cache: dict[str, object] = {}  # query-free selections are shared by the rows of one video
+    encoding = task["image_format"], task["jpeg_quality"]
     for lineno, line in task["lines"]:
         row_id = None
         try:
@@ -150,11 +242,12 @@ def _process_shard(task: dict) -> dict:
             row_id = row["id"]
             video = resolve_video(row["video"], base)
             query = row["problem"] if task["query_aware"] else None
-            key = f"{video}\0{query}"
+            key = frames_key(row["video"], query)
             if key not in cache:
                 cache.clear()  # rows of a video are adjacent; keep one video's frames in memory
                 try:
-                    seed = int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16)  # method="gumbel" only
+                    # method="gumbel" only; seeded by the key so a video cut by a shard boundary selects alike
+                    seed = int(key[:8], 16)
                     cache[key] = select_keyframes(
                         video, task["num_frames"], method=task["method"], query=query, config=cfg, seed=seed
                     )
@@ -162,7 +255,20 @@ def _process_shard(task: dict) -> dict:
                     cache[key] = exc
             if isinstance(cache[key], VideoError):
                 raise cache[key]
-            rows.append({**row, **selection_columns(cache[key], task["image_format"], task["jpeg_quality"])})
+            if not task["frame_table"]:
+                rows.append({**row, **selection_columns(cache[key], *encoding)})
+                continue
+            rows.append({**row, **selection_numbers(cache[key]), "frames_key": key})
+            if key not in stored:
+                stored.add(key)
+                sel = cache[key]
+                frame_rows.append(
+                    dict(
+                        frames_key=key,
+                        images=encode_frames(sel.frames, *encoding),
+                        distractor_images=encode_frames(sel.distractor_frames, *encoding),
+                    )
+                )
         except (RowError, VideoError) as exc:
             errors.append(dict(id=row_id, line=lineno, reason=str(exc)))
     tmp = shard_dir.with_name(shard_dir.name + ".tmp")
@@ -170,12 +276,14 @@ def _process_shard(task: dict) -> dict:
     tmp.mkdir(parents=True)
     if rows:
         ds = datasets.Dataset.from_list(rows)
-        ds = ds.cast(datasets.Features({**ds.features, **_features()}))
+        ds = ds.cast(datasets.Features({**ds.features, **_features(frames=not task["frame_table"])}))
         ds.save_to_disk(str(tmp / "data"))
+    if frame_rows:
+        datasets.Dataset.from_list(frame_rows, features=_frame_features()).save_to_disk(str(tmp / "frames"))
     with open(tmp / "errors.jsonl", "w") as fh:
         for e in errors:
             fh.write(json.dumps(e) + "\n")
-    (tmp / "done").write_text(json.dumps(dict(kept=len(rows), failed=len(errors))))
+    (tmp / "done").write_text(json.dumps(dict(kept=len(rows), failed=len(errors), videos=len(frame_rows))))
     shutil.rmtree(shard_dir, ignore_errors=True)
     os.replace(tmp, shard_dir)  # the shard exists only once it is complete
     return dict(shard=shard_dir.name, kept=len(rows), failed=len(errors), lines=len(task["lines"]))
@@ -190,6 +298,7 @@ def _fingerprint(manifest_bytes: bytes, args: CacheArgs, cfg: TADConfig) -> str:
         tad=cfg.to_dict(),
         image_format=args.image_format,
         jpeg_quality=args.jpeg_quality,
+        frame_table=args.frame_table,
     )
     return hashlib.sha256(manifest_bytes + json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
@@ -204,6 +313,7 @@ def provenance(args: CacheArgs, cfg: TADConfig) -> dict:
             query_aware=args.query_aware,
             image_format=args.image_format,
             jpeg_quality=args.jpeg_quality if args.image_format == "jpeg" else None,
+            frame_table=args.frame_table,
             config=cfg.to_dict(),
             manifest=os.path.basename(args.manifest),
             kfgrpo_version=__version__,
@@ -245,6 +355,7 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
             tad_config=cfg.to_dict(),
             image_format=args.image_format,
             jpeg_quality=args.jpeg_quality,
+            frame_table=args.frame_table,
         )
         for i in pending
     }
@@ -347,8 +458,9 @@ def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path],
 
 
 def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> None:
-    """Publishes the finished shards as one dataset in ``out`` by moving their Arrow files (no copy of any frame),
-    with errors.jsonl and provenance. The moves are planned first, so an interrupted merge resumes."""
+    """Publishes the finished shards as one dataset in ``out`` (and its frame table in ``out/frames``) by moving their
+    Arrow files (no copy of any frame), with errors.jsonl and provenance. The moves are planned first, so an
+    interrupted merge resumes."""
     state = out / STATE_DIR
     errors = []
     for d in shard_dirs:
@@ -358,76 +470,82 @@ def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[P
     if plan_file.exists():
         plan = json.loads(plan_file.read_text())
     else:
-        plan = _merge_plan(shard_dirs, out)
-        if plan is not None and (not plan["files"] or (args.strict and errors)):
+        rows = sum(json.loads((d / "done").read_text())["kept"] for d in shard_dirs)
+        if not rows or (args.strict and errors):
             raise RuntimeError(f"{len(errors)} of {total} rows failed; see {out / 'errors.jsonl'}")
-        if plan is None:
-            return _merge_by_copy(args, cfg, out, shard_dirs, errors, total)
+        plan = dict(rows=rows, tables={})
+        for name, dest in (("data", "."), ("frames", "frames")):
+            table = _table_plan([d / name for d in shard_dirs], dest)
+            if table is not None:
+                plan["tables"][name] = table
         plan_file.write_text(json.dumps(plan))
-    for src, dst in plan["files"]:
-        if os.path.exists(src):
-            os.replace(src, out / dst)  # same filesystem: a rename, not a copy
-    info = dict(plan["info"], description=json.dumps(provenance(args, cfg)))
+    if "data" not in plan["tables"]:
+        _merge_by_copy(out, [d / "data" for d in shard_dirs])
+    for table in plan["tables"].values():
+        dest = out / table["dest"]
+        dest.mkdir(parents=True, exist_ok=True)
+        for src, dst in table["files"]:
+            if os.path.exists(src):
+                os.replace(src, dest / dst)  # same filesystem: a rename, not a copy
+        (dest / "dataset_info.json").write_text(json.dumps(table["info"], indent=2))
+        (dest / "state.json").write_text(
+            json.dumps(dict(table["state"], _data_files=[{"filename": d} for _, d in table["files"]]), indent=2)
+        )
+    info = json.loads((out / "dataset_info.json").read_text())
+    info["description"] = json.dumps(provenance(args, cfg))
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    (out / "state.json").write_text(
-        json.dumps(dict(plan["state"], _data_files=[{"filename": d} for _, d in plan["files"]]), indent=2)
-    )
     (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
     (state / "complete").write_text(json.dumps(dict(kept=plan["rows"], failed=len(errors))))
     plan_file.unlink()
 
 
-def _merge_by_copy(args, cfg, out: Path, shard_dirs: list[Path], errors: list[dict], total: int) -> None:
-    """Shards with different columns (a manifest whose rows carry different extra fields): ``datasets`` aligns them
-    while concatenating, which writes the frames once more."""
+def _merge_by_copy(out: Path, data_dirs: list[Path]) -> None:
+    """Question shards with different columns (a manifest whose rows carry different extra fields): ``datasets``
+    aligns them while concatenating, which writes them once more (text only, unless ``frame_table`` is off)."""
     import datasets
 
-    state = out / STATE_DIR
-    parts = [datasets.load_from_disk(str(d / "data")) for d in shard_dirs if (d / "data").exists()]
-    if not parts or (args.strict and errors):
-        raise RuntimeError(f"{len(errors)} of {total} rows failed; see {out / 'errors.jsonl'}")
-    ds = datasets.concatenate_datasets(parts)
-    ds.info.description = json.dumps(provenance(args, cfg))
-    tmp = state / "merged.tmp"
+    if (out / "state.json").exists():  # copied by an earlier, interrupted merge
+        return
+    parts = [datasets.load_from_disk(str(d)) for d in data_dirs if d.exists()]
+    tmp = out / STATE_DIR / "merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    for f in tmp.iterdir():  # move the finished dataset into place, next to errors.jsonl and the state folder
+    datasets.concatenate_datasets(parts).save_to_disk(str(tmp))
+    for f in sorted(tmp.iterdir(), key=lambda f: f.name == "state.json"):  # state.json last: the copy is complete
         os.replace(f, out / f.name)
     tmp.rmdir()
-    (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
-    (state / "complete").write_text(json.dumps(dict(kept=len(ds), failed=len(errors))))
-    for d in shard_dirs:  # keep the markers, drop the duplicate frames
-        shutil.rmtree(d / "data", ignore_errors=True)
+    for d in data_dirs:  # keep the markers, drop the duplicate rows
+        shutil.rmtree(d, ignore_errors=True)
 
 
-def _merge_plan(shard_dirs: list[Path], out: Path) -> dict | None:
-    """Which shard Arrow file becomes which data file of the published dataset. Shards whose columns were inferred
+def _table_plan(table_dirs: list[Path], dest: str) -> dict | None:
+    """Which shard Arrow file becomes which data file of one published table. Shards whose columns were inferred
     as ``null`` (e.g. ``scene_cuts: []`` in every row of a shard) are cast to the common type first, one shard at a
-    time; None when shards differ in their columns (then ``datasets`` aligns them in a copy)."""
-    for d in shard_dirs:  # a recast interrupted between its two renames
-        if not (d / "data").exists() and (d / "data.old").exists():
-            os.replace(d / "data.old", d / "data")
-    data_dirs = [d / "data" for d in shard_dirs if (d / "data").exists()]
-    infos = [json.loads((d / "dataset_info.json").read_text()) for d in data_dirs]
+    time; None when no shard has the table or shards differ in their columns (then ``datasets`` aligns them in a
+    copy)."""
+    for d in table_dirs:  # a recast interrupted between its two renames
+        old = d.with_name(d.name + ".old")
+        if not d.exists() and old.exists():
+            os.replace(old, d)
+    table_dirs = [d for d in table_dirs if d.exists()]
+    infos = [json.loads((d / "dataset_info.json").read_text()) for d in table_dirs]
     if not infos:
-        return dict(files=[], info=None, state=None, rows=0)
+        return None
     try:
         features = infos[0]["features"]
         for info in infos[1:]:
             features = _unify(features, info["features"])
     except ValueError:
         return None
-    for d, info in zip(data_dirs, infos):
+    for d, info in zip(table_dirs, infos):
         if info["features"] != features:
             _recast_shard(d, features)
-    states = [json.loads((d / "state.json").read_text()) for d in data_dirs]  # after any recast
+    states = [json.loads((d / "state.json").read_text()) for d in table_dirs]  # after any recast
     files = []
-    for d, state in zip(data_dirs, states):
+    for d, state in zip(table_dirs, states):
         for entry in state["_data_files"]:
             files.append((str(d / entry["filename"]), f"data-{len(files):05d}.arrow"))
-    rows = sum(json.loads((d.parent / "done").read_text())["kept"] for d in data_dirs)
-    info = json.loads((data_dirs[0] / "dataset_info.json").read_text())
-    return dict(files=files, info=info, state=states[0], rows=rows)
+    info = json.loads((table_dirs[0] / "dataset_info.json").read_text())
+    return dict(dest=dest, files=files, info=info, state=states[0])
 
 
 _NULL = {"dtype": "null", "_type": "Value"}
@@ -447,11 +565,11 @@ def _unify(a, b):
 def _recast_shard(data: Path, features: dict) -> None:
     import datasets
 
-    tmp = data.with_name("data.recast")
+    tmp = data.with_name(data.name + ".recast")
     shutil.rmtree(tmp, ignore_errors=True)
     datasets.load_from_disk(str(data)).cast(datasets.Features.from_dict(features)).save_to_disk(str(tmp))
-    old = data.with_name("data.old")
-    os.replace(data, old)  # each step a rename: an interruption leaves `data` or `data.old` (restored on rerun)
+    old = data.with_name(data.name + ".old")
+    os.replace(data, old)  # each step a rename: an interruption leaves the table or its `.old` (restored on rerun)
     os.replace(tmp, data)
     shutil.rmtree(old)
 

@@ -130,21 +130,29 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
 
 
 def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):
-    """The training split: a ``kfgrpo tad`` folder (any split name) or a Hub dataset's ``split``."""
+    """The training split: a ``kfgrpo tad`` folder (any split name) or a Hub dataset's ``split``, with each row's
+    frames (joined from the per-video frame table when the cache has one: ``kfgrpo.cache.load_tad_dataset``)."""
     import datasets
+
+    from .cache import join_frames, load_tad_dataset
 
     split = split or args.dataset_train_split
     if os.path.isdir(args.dataset_name):
-        ds = datasets.load_from_disk(args.dataset_name)
+        ds = load_tad_dataset(args.dataset_name)
         return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-    return datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
+    ds = datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
+    if "frames_key" in ds.column_names:  # pushed by `kfgrpo tad --push_to_hub`: the frame table is config `frames`
+        ds = join_frames(ds, datasets.load_dataset(args.dataset_name, "frames", split=split))
+    return ds
 
 
 def to_grpo_dataset(dataset, args: KFScriptArguments):
     """Adds the ``prompt`` column, reading only text columns (frames are not decoded here)."""
+    from .cache import map_text
+
     cols = [c for c in ("problem", "options", "problem_type", "timestamps") if c in dataset.column_names]
 
     def _map(*values):
         return {"prompt": format_prompt(dict(zip(cols, values)), args)}
 
-    return dataset.map(_map, input_columns=cols, desc="prompts")
+    return map_text(dataset, _map, input_columns=cols, desc="prompts")

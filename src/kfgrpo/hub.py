@@ -35,12 +35,19 @@ within [{min_pixels}, {max_pixels}] pixels.
 `images`, `timestamps`, `frame_indices`, `saliency`, `is_apex`, `distractor_images`, `distractor_timestamps`,
 `distractor_saliency`, and
 every column of the source manifest (`id`, `video`, `problem`, `options`, `solution`, `problem_type`, ...).
+{layout}
 
 ## Full configuration
 
 ```json
 {config_json}
 ```
+"""
+
+FRAME_TABLE_NOTE = """
+A video's frames are stored once, in the config `frames` (`frames_key`, `images`, `distractor_images`); the default
+config holds the question rows with their `frames_key`. `kfgrpo train` joins them when it loads the dataset
+(`kfgrpo.data_utils.load_keyframe_dataset`); by hand: `kfgrpo.cache.join_frames(questions, frames)`.
 """
 
 
@@ -56,6 +63,7 @@ def tad_dataset_card(provenance: dict, summary: dict, name: str = "TAD keyframe 
         kept=summary["kept"],
         failed=summary["failed"],
         config_json=json.dumps(provenance, indent=2),
+        layout=FRAME_TABLE_NOTE if p.get("frame_table") else "",
         **{
             k: cfg[k]
             for k in (
@@ -80,6 +88,8 @@ def push_tad_dataset(path: str | Path, repo_id: str, provenance: dict, summary: 
 
     ds = datasets.load_from_disk(str(path))
     ds.push_to_hub(repo_id, private=private)
+    if (Path(path) / "frames").is_dir():  # the per-video frame table, joined by `frames_key` when loaded
+        datasets.load_from_disk(str(Path(path) / "frames")).push_to_hub(repo_id, config_name="frames", private=private)
     DatasetCard(tad_dataset_card(provenance, summary, name=repo_id)).push_to_hub(repo_id)
     return f"https://huggingface.co/datasets/{repo_id}"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig, SFTTrainer, TrlParser
 
 from . import model_utils
+from .cache import frame_join_of, map_text
 from .chronosynth.traces import frame_trace, keyframe_trace, tally_trace
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
 from .model_utils import KFModelConfig
@@ -83,10 +84,16 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     data = load_keyframe_dataset(script_args)
     cols = [c for c in ("solution", "events", "timestamps", "problem", "options") if c in data.column_names]
     data = to_grpo_dataset(data, script_args)
-    data = data.map(
-        lambda *v: {"completion": sft_completion(dict(zip(cols, v)), script_args)}, input_columns=cols, desc="targets"
+    data = map_text(
+        data,
+        lambda *v: {"completion": sft_completion(dict(zip(cols, v)), script_args)},
+        input_columns=cols,
+        desc="targets",
     )
-    data = data.remove_columns([c for c in data.column_names if c not in ("prompt", "completion", "images")])
+    keep = ("prompt", "completion", "images", "frames_key")  # frames_key: the join to the per-video frame table
+    data = data.remove_columns([c for c in data.column_names if c not in keep])
+    if frame_join_of(data) is not None:
+        training_args.remove_unused_columns = False  # columns are pruned above; the join still needs frames_key
     trainer = SFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,

@@ -85,12 +85,15 @@ def vllm_colocate_limits(args, train_dataset):
 
 
 def max_images(dataset) -> int:
-    """The largest number of frames in a row's ``images`` (read from Arrow, no image decoding)."""
-    if dataset is None or "images" not in getattr(dataset, "column_names", []):
+    """The largest number of frames in a row's ``images`` (read from Arrow, no image decoding; a TAD cache with a
+    per-video frame table has one ``timestamps`` entry per frame)."""
+    names = getattr(dataset, "column_names", None) or []
+    column = "images" if "images" in names else "timestamps" if "frames_key" in names else None
+    if column is None:
         return 0
     import pyarrow.compute as pc
 
-    lengths = pc.list_value_length(dataset.data.column("images"))
+    lengths = pc.list_value_length(dataset.data.column(column))
     return int(pc.max(lengths).as_py() or 0)
 
 
