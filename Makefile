@@ -66,6 +66,7 @@ $(DEMO_DATA)/test/manifest.jsonl: $(DEMO_SYNTH)
 	$(KFGRPO) synth --config $(DEMO_SYNTH) --output $(DEMO_DATA)/test --num-videos $(DEMO_TEST_VIDEOS) --seed 1
 
 $(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DEMO_TAD)
+	rm -rf $(DEMO_DATA)/train-tad  # its inputs changed: a cache of other inputs is refused, not mixed
 	$(KFGRPO) tad --config $(DEMO_TAD) --manifest $< --output $(DEMO_DATA)/train-tad --num-frames $(DEMO_FRAMES)
 
 # The SFT warm start is shared by every preset of the demo (same starting point, same budget).
@@ -75,6 +76,7 @@ $(DEMO_SFT)/model.safetensors: recipes/tiny-cpu/sft.yaml $(DEMO_MODEL)/config.js
 # process each. `ARGS` reach the KF-GRPO stage, `DEMO_OUT` names its output (a baseline from the same warm start).
 demo: setup demo-data $(DEMO_SFT)/model.safetensors  ## The tiny CPU demo: SFT warm start, KF-GRPO, held-out eval
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config recipes/tiny-cpu/kfgrpo.yaml --output_dir $(DEMO_OUT) $(ARGS)
+	rm -f $(DEMO_OUT)/predictions.jsonl $(DEMO_OUT)/eval_state.json  # the model was just retrained: evaluate it anew
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT)
 
 # Real recipes train through `accelerate launch` (DeepSpeed ZeRO-3 over all local GPUs by default).

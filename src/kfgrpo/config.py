@@ -12,6 +12,7 @@ YAML or on the command line) win over the preset.
 | ``kf_rule`` | – | hard | hard |
 | ``kf_saliency_weight`` (β_s) | – | 0.0 | 0.5 |
 | ``kf_probe_generations`` (G_p) | – | G/2 | G/2 |
+| ``kf_length_reward`` | False | True (Video-R1's length control: +0.2 for 320-512 tokens) | False |
 
 ``grpo`` runs no probe and adds no reward column, so it is exactly ``trl.GRPOTrainer``.
 """
@@ -27,7 +28,13 @@ from .probes import PROBES
 PRESETS = ("grpo", "t-grpo", "kf-grpo")
 PRESET_VALUES = {
     "grpo": dict(
-        kf_probes=[], kf_probe_bonus=[], kf_threshold=1.0, kf_strict=True, kf_rule="hard", kf_saliency_weight=0.0
+        kf_probes=[],
+        kf_probe_bonus=[],
+        kf_threshold=1.0,
+        kf_strict=True,
+        kf_rule="hard",
+        kf_saliency_weight=0.0,
+        kf_length_reward=False,
     ),
     "t-grpo": dict(
         kf_probes=["shuffle"],
@@ -36,6 +43,7 @@ PRESET_VALUES = {
         kf_strict=False,
         kf_rule="hard",
         kf_saliency_weight=0.0,
+        kf_length_reward=True,  # Video-R1's published runs train with len_control: true
     ),
     "kf-grpo": dict(
         kf_probes=["shuffle", "swap_salient"],
@@ -44,6 +52,7 @@ PRESET_VALUES = {
         kf_strict=True,
         kf_rule="hard",
         kf_saliency_weight=0.5,
+        kf_length_reward=False,
     ),
 }
 
@@ -91,6 +100,13 @@ class KFGRPOConfig(GRPOConfig):
     )
     kf_saliency_weight: float | None = field(
         default=None, metadata={"help": "β_s: scales a probe's bonus by 1 + β_s·(S̄(real) − S̄(probe))."}
+    )
+    kf_length_reward: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Add Video-R1's length reward (`length`, constants `length_*`) to the reward functions if absent: "
+            "on in the t-grpo preset, which is the Video-R1 baseline (T-GRPO + length control), off otherwise."
+        },
     )
     kf_correct_threshold: float = field(
         default=0.1, metadata={"help": "A real completion counts as correct (and may get the bonus) above this."}

@@ -55,6 +55,13 @@ class PromptArguments:
     instruction_numerical: str = field(
         default="Answer with a single number.", metadata={"help": "Instruction for numerical rows."}
     )
+    instruction_regression: str = field(
+        default="Answer with a single number.",
+        metadata={"help": "Instruction for regression rows (a number scored by its relative error)."},
+    )
+    instruction_ocr: str = field(
+        default="Answer with the text as written.", metadata={"help": "Instruction for OCR rows (transcribed text)."}
+    )
     instruction_free_form: str = field(
         default="Answer in a few words.", metadata={"help": "Instruction for free-form rows."}
     )

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 REQUIRED_FIELDS = ("id", "video", "problem", "solution", "problem_type")
-PROBLEM_TYPES = ("multiple_choice", "numerical", "free_form", "temporal_grounding")
+PROBLEM_TYPES = ("multiple_choice", "numerical", "regression", "ocr", "free_form", "temporal_grounding")
 # Up to ten options (LVBench and Video-R1 use up to 8-10): the one alphabet for lettering, parsing and scoring.
 OPTION_LETTERS = "ABCDEFGHIJ"
 LETTERED_OPTION = re.compile(rf"^[{OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}]\.\s")

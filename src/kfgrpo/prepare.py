@@ -3,9 +3,8 @@ problem_type`` + passthrough columns).
 
 * ``video-r1`` — Video-R1-260k JSON: a list of ``{problem_id, problem, data_type, problem_type, options, solution
   ("<answer>X</answer>"), path, data_source}``. Problem types map as multiple choice → ``multiple_choice``, numerical
-  → ``numerical``, free-form → ``free_form``, OCR → ``free_form`` (scored by ROUGE, not Video-R1's WER), regression →
-  ``numerical`` (scored by exact match at 2 decimals, not 1 − relative error); the source type is kept in
-  ``source_problem_type``. Image rows are skipped unless ``--keep-images`` (then ``video`` is the image path and
+  → ``numerical``, free-form → ``free_form``, OCR → ``ocr`` (1 − word error rate), regression → ``regression``
+  (1 − relative error), each scored as Video-R1 scores it; the source type is kept in ``source_problem_type``. Image rows are skipped unless ``--keep-images`` (then ``video`` is the image path and
   ``kfgrpo tad --min_video_frames 1`` caches them as one-frame videos).
 * ``nextqa`` — NExT-QA CSV (``video, frame_count, width, height, question, answer, qid, type, a0..a4``): five options,
   the answer index becomes a letter, ``type`` (CW, CH, TN, TC, DL, DO, DC) is passed through.
@@ -32,8 +31,8 @@ VIDEO_R1_TYPES = {
     "multiple choice": "multiple_choice",
     "numerical": "numerical",
     "free-form": "free_form",
-    "ocr": "free_form",
-    "regression": "numerical",
+    "ocr": "ocr",
+    "regression": "regression",
 }
 CANONICAL = ("id", "video", "problem", "options", "solution", "problem_type")
 

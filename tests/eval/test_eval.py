@@ -197,8 +197,8 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
     real_frames, row_of = {}, {}
     real_conversation = run._conversation
 
-    def recording(row, frames, timestamps, prompt_args):
-        conv = real_conversation(row, frames, timestamps, prompt_args)
+    def recording(row, frames, timestamps, prompt_args, protocol=None):
+        conv = real_conversation(row, frames, timestamps, prompt_args, protocol)
         real_frames.setdefault(row["id"], list(frames))  # the first call per row carries the real order
         row_of[id(conv)] = row["id"]
         return conv
@@ -327,3 +327,25 @@ def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts,
     other.num_frames = 2
     with pytest.raises(RuntimeError, match="other settings"):
         evaluate(other, progress=False)
+
+
+def test_a_retrained_model_is_not_resumed(layouts, tmp_path, monkeypatch):
+    """Predictions of a model folder's earlier weights are refused, not resumed (a model retrained in place)."""
+    import os
+
+    import kfgrpo.eval.run as run
+
+    monkeypatch.setattr(run, "_HFBackend", _Counting)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"v1")
+    args = EvalArgs(model=str(model), benchmark="videomme", data=str(layouts["videomme"]), output=str(model),
+                    num_frames=2, limit=2)  # fmt: skip
+    _Counting.answered, _Counting.fail_after = [], None
+    evaluate(args, progress=False)
+    evaluate(args, progress=False)  # the same weights: everything resumed, although results.json is in the folder
+    assert len(_Counting.answered) == 2
+    (model / "model.safetensors").write_bytes(b"v2 retrained")
+    os.utime(model / "model.safetensors", ns=(1, 1))
+    with pytest.raises(RuntimeError, match="version of the model's weights"):
+        evaluate(args, progress=False)

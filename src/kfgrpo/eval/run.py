@@ -4,7 +4,9 @@ Writes ``OUTPUT/results.json`` (accuracy, ``chance`` — the expected accuracy o
 per-category breakdowns, ``frame_sensitivity`` = accuracy minus ``accuracy_shuffled`` with ``--probe shuffle``, the
 model, frames, K, TAD config, the exact prompt template and decoding) and ``OUTPUT/predictions.jsonl`` (one line per
 question: id, raw prediction, parsed answer, score, correct, the timestamps used; or the reason its video could not
-be read). Questions stream through in batches of ``batch_size``, each appended to ``predictions.jsonl`` as it is
+be read). ``--protocol`` fixes the prompt, token budget, answer extraction and aggregation (``kfgrpo.eval.protocols``:
+``reasoning``, ``lmms-eval``, ``lmms-eval-classic``, ``video-r1``); results.json records it with ``no_answer_rate``, the
+share of outputs with no parsable answer. Questions stream through in batches of ``batch_size``, each appended to ``predictions.jsonl`` as it is
 scored: memory is bounded by a batch, and a rerun on the same output resumes where an interrupted run stopped
 (``eval_state.json`` holds the settings' fingerprint; other settings on the same output are refused). Decoding is greedy. A question's
 score is the accuracy reward for its problem type (0/1 for multiple choice and numbers; IoU / ROUGE otherwise);
@@ -22,10 +24,11 @@ from pathlib import Path
 
 from ..data_utils import PromptArguments, format_prompt
 from ..probes import perturb, probe_prompt, probe_rng
-from ..rewards.accuracy import extract_answer, score_answer
+from ..rewards.accuracy import score_answer
 from ..tad import TADConfig, select_keyframes
 from ..video import VideoError
 from .benchmarks import BENCHMARKS, read_benchmark
+from .protocols import DEFAULT_MAX_NEW_TOKENS, PROTOCOLS, get_protocol
 
 
 @dataclass
@@ -42,7 +45,19 @@ class EvalArgs:
     )
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Greedy decoding budget per answer."})
+    protocol: str = field(
+        default="reasoning",
+        metadata={
+            "help": f"One of {PROTOCOLS}: the prompt, token budget, answer extraction and aggregation. `reasoning` is "
+            "kfgrpo's (compare kfgrpo runs); `lmms-eval` / `lmms-eval-classic` reproduce lmms-eval's direct-answer "
+            "protocol (compare with published Video-MME / LVBench / MVBench numbers); `video-r1` reproduces Video-R1's "
+            "eval_bench.py (compare with Video-R1 and its followers)."
+        },
+    )
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": f"Greedy decoding budget per answer; default: the protocol's ({DEFAULT_MAX_NEW_TOKENS})."},
+    )
     batch_size: int = field(default=4, metadata={"help": "Questions per generate call (hf backend)."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle probe."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype for the hf backend: auto, bfloat16, float32."})
@@ -63,6 +78,10 @@ class EvalArgs:
             raise ValueError("--probe must be shuffle")
         if self.backend not in ("hf", "vllm"):
             raise ValueError("--backend must be hf or vllm")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {PROTOCOLS}")
+        if self.max_new_tokens is None:
+            self.max_new_tokens = DEFAULT_MAX_NEW_TOKENS[self.protocol]
 
 
 class _HFBackend:
@@ -127,9 +146,13 @@ def conversation_images(conversation) -> list:
     ]
 
 
-def _conversation(row, frames, timestamps, prompt_args):
-    """The messages of one question with ``frames`` (the probes' path: ``kfgrpo.probes.probe_prompt``)."""
-    return probe_prompt(format_prompt(dict(row, timestamps=timestamps), prompt_args), frames)
+def _conversation(row, frames, timestamps, prompt_args, protocol=None):
+    """The messages of one question with ``frames`` (the probes' path: ``kfgrpo.probes.probe_prompt``): kfgrpo's
+    prompt, or the protocol's own user text after the frames, with no system message."""
+    text = protocol.user_text(row) if protocol is not None else None
+    if text is None:
+        return probe_prompt(format_prompt(dict(row, timestamps=timestamps), prompt_args), frames)
+    return probe_prompt([{"role": "user", "content": text}], frames)
 
 
 def _breakdown(records, key="score"):
@@ -181,6 +204,8 @@ def evaluate(
     rows = read_benchmark(args.benchmark, args.data, args.video_root)
     if args.limit is not None:
         rows = rows[: args.limit]
+    protocol = get_protocol(args.protocol, args.benchmark)
+    protocol.check(rows)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predictions.jsonl"
@@ -191,12 +216,12 @@ def evaluate(
     with open(path, "a") as fh, tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
         for i in range(0, len(todo), step):
             prepared, unreadable = _select_frames(todo[i : i + step], args, cfg, last_video)
-            conversations = [_conversation(r, s.frames, s.timestamps, prompt_args) for r, s in prepared]
+            conversations = [_conversation(r, s.frames, s.timestamps, prompt_args, protocol) for r, s in prepared]
             predictions = backend.generate(conversations) if conversations else []
             probe_predictions = None
             if args.probe == "shuffle" and prepared:
-                probe_predictions = backend.generate(_shuffled(prepared, args, prompt_args))
-            for rec in _score(prepared, predictions, probe_predictions) + unreadable:
+                probe_predictions = backend.generate(_shuffled(prepared, args, prompt_args, protocol))
+            for rec in _score(prepared, predictions, probe_predictions, protocol) + unreadable:
                 fh.write(json.dumps(rec) + "\n")
                 done[rec["id"]] = rec
             fh.flush()
@@ -205,7 +230,9 @@ def evaluate(
     scored = [r for r in records if "unreadable" not in r]
     unreadable = [dict(id=r["id"], video=r["video"], reason=r["unreadable"]) for r in records if "unreadable" in r]
     ok = {r["id"] for r in scored}
-    results = _results(args, prompt_args, cfg, rows, [r for r in rows if r["id"] in ok], scored, unreadable, start)
+    results = _results(
+        args, prompt_args, cfg, rows, [r for r in rows if r["id"] in ok], scored, unreadable, start, protocol
+    )
     (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results
 
@@ -215,8 +242,25 @@ def _fingerprint(args: EvalArgs, prompt_args: PromptArguments, cfg: TADConfig) -
     import hashlib
 
     keep = {k: v for k, v in asdict(args).items() if k not in ("output", "limit", "batch_size", "results_file")}
-    blob = json.dumps(dict(args=keep, prompt=prompt_args.prompt_spec(), tad=cfg.to_dict()), sort_keys=True)
+    blob = json.dumps(
+        dict(args=keep, prompt=prompt_args.prompt_spec(), tad=cfg.to_dict(), weights=_model_identity(args.model)),
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _model_identity(model: str) -> list:
+    """A local model folder's weight and config files (name, size, mtime): a model retrained into the same folder
+    makes other predictions, which must not be resumed. A Hub id stands for itself."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return []
+    files = [
+        f
+        for f in sorted(folder.iterdir())
+        if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.name == "config.json")
+    ]  # not the evaluation's own files: an output folder may be the model's
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
 
 
 def _resume(path: Path, state: Path, fingerprint: str) -> dict:
@@ -224,7 +268,8 @@ def _resume(path: Path, state: Path, fingerprint: str) -> dict:
     short by an interruption is dropped."""
     if state.exists() and json.loads(state.read_text())["fingerprint"] != fingerprint and path.exists():
         raise RuntimeError(
-            f"{path} holds predictions made with other settings; choose another --output or delete it to start over"
+            f"{path} holds predictions made with other settings or another version of the model's weights; choose "
+            "another --output or delete it to start over"
         )
     state.write_text(json.dumps(dict(fingerprint=fingerprint)))
     done = {}
@@ -264,44 +309,47 @@ def _select_frames(rows, args: EvalArgs, cfg: TADConfig, last_video: dict):
     return prepared, unreadable
 
 
-def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments):
+def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments, protocol=None):
     """The training ``shuffle`` probe on every question: frames permuted, the text (stated timestamps too) unchanged."""
     out = []
     for row, sel in prepared:
         frames, _ = perturb("shuffle", sel.frames, probe_rng(args.seed, row["id"]))
-        out.append(_conversation(row, frames, sel.timestamps, prompt_args))
+        out.append(_conversation(row, frames, sel.timestamps, prompt_args, protocol))
     return out
 
 
-def _score(prepared, predictions, probe_predictions) -> list[dict]:
+def _score(prepared, predictions, probe_predictions, protocol) -> list[dict]:
     records = []
     for k, ((row, sel), pred) in enumerate(zip(prepared, predictions)):
-        score = score_answer(pred, row["solution"], row["problem_type"]) or 0.0
+        verdict = protocol.verdict(pred, row)
         rec = dict(
             id=row["id"],
             prediction=pred,
-            answer=extract_answer(pred),
+            answer=verdict.answer,
+            answered=verdict.answered,
             solution=row["solution"],
-            score=score,
-            correct=score >= 0.5,
+            problem_type=row["problem_type"],
+            score=verdict.score,
+            correct=verdict.score >= 0.5,
             timestamps=sel.timestamps,
             frame_indices=sel.frame_indices,
             categories=row["categories"],
         )
         if probe_predictions is not None:
             p = probe_predictions[k]
-            rec.update(probe_prediction=p, probe_score=score_answer(p, row["solution"], row["problem_type"]) or 0.0)
+            rec.update(probe_prediction=p, probe_score=protocol.verdict(p, row).score)
         records.append(rec)
     return records
 
 
-def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start) -> dict:
+def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start, protocol) -> dict:
     from .. import __version__
 
     n = len(records)
-    accuracy = sum(r["score"] for r in records) / n if n else 0.0
+    accuracy = protocol.aggregate(records)
     results = dict(
         benchmark=args.benchmark,
+        protocol=args.protocol,
         data=str(args.data),
         model=args.model,
         frames=args.frames,
@@ -311,9 +359,10 @@ def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start)
         num_unreadable=len(unreadable),
         accuracy=accuracy,
         accuracy_all=sum(r["score"] for r in records) / len(rows) if rows else 0.0,
+        no_answer_rate=sum(not r.get("answered", True) for r in records) / n if n else 0.0,
         chance=chance_accuracy(prepared),
         per_category=_breakdown(records),
-        template=prompt_args.prompt_spec(),
+        template=prompt_args.prompt_spec() if args.protocol == "reasoning" else dict(protocol=args.protocol),
         decoding=dict(
             backend=args.backend,
             do_sample=False,
@@ -328,8 +377,11 @@ def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start)
         kfgrpo_version=__version__,
         args=asdict(args),
     )
+    regression = [r["score"] for r in records if r.get("problem_type") == "regression"]
+    if regression:
+        results["mean_mra" if args.protocol == "video-r1" else "regression_score"] = sum(regression) / len(regression)
     if args.probe == "shuffle":
-        probe_acc = sum(r["probe_score"] for r in records) / n if n else 0.0
+        probe_acc = protocol.aggregate([dict(r, score=r["probe_score"]) for r in records])
         # Accuracy with the real frames minus accuracy with the same frames shuffled (same prompt text).
         results["frame_sensitivity"] = accuracy - probe_acc
         results["accuracy_shuffled"] = probe_acc

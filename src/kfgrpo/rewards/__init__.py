@@ -31,7 +31,15 @@ def import_reward(path: str):
 
 
 def get_reward_funcs(names: list[str], config=None):
-    """Callables for recipe names or dotted paths; ``length`` takes its constants (and G) from a ``KFGRPOConfig``."""
+    """Callables for recipe names or dotted paths; ``length`` takes its constants (and G) from a ``KFGRPOConfig``.
+
+    With ``config.kf_length_reward`` (the t-grpo preset: the Video-R1 baseline) ``length`` is added when absent, and a
+    set ``config.reward_weights`` gets weight 1.0 for it, so the baseline trains with Video-R1's length control."""
+    names = list(names)
+    if getattr(config, "kf_length_reward", False) and "length" not in names:
+        names.append("length")
+        if getattr(config, "reward_weights", None) is not None and len(config.reward_weights) == len(names) - 1:
+            config.reward_weights = [*config.reward_weights, 1.0]
     funcs = []
     for name in names:
         if name not in REWARD_NAMES:
