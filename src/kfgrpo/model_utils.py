@@ -44,7 +44,7 @@ def freeze_vision_modules(model) -> int:
     frozen = 0
     for _, param in vision_parameters(model):
         param.requires_grad_(False)
-        frozen += param.numel()
+        frozen += getattr(param, "ds_numel", param.numel())  # under ZeRO-3 a rank holds a shard: numel() may be 0
     if not frozen:
         raise ValueError(f"freeze_vision_modules: no parameter of {type(model).__name__} under {VISION_MODULE_NAMES}")
     return frozen

@@ -137,10 +137,13 @@ class KFGRPOTrainer(GRPOTrainer):
         args, probes = self.args, self.args.kf_probes
         gap = torch.zeros(len(rows), len(probes), device=self.accelerator.device)
         frames = []
+        first = self.accelerator.process_index * len(rows)  # every rank holds as many groups (see KFGRPOConfig)
         for j, kind in enumerate(probes):
             frames_j = []
             for i, row in enumerate(rows):
-                rng = probe_rng(args.seed, self.state.global_step, self.accelerator.process_index, i, kind)
+                # Keyed by the group's place in the global batch, not by (rank, local index): a group gets the same
+                # probe however many processes share the batch (tests/test_multirank.py).
+                rng = probe_rng(args.seed, self.state.global_step, first + i, kind)
                 probe_frames, probe_saliency = perturb_row(kind, row, rng, args.kf_probe_fraction)
                 frames_j.append(probe_frames)
                 gap[i, j] = saliency_gap(kind, row.get("saliency"), probe_saliency)
