@@ -41,9 +41,9 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def arrow_bytes(out: Path, table: str | None = None) -> int:
-    root = out / table if table else out
-    files = root.rglob("*.arrow") if table is None else root.glob("*.arrow")
+def arrow_bytes(folder: Path, recursive: bool = True) -> int:
+    """Bytes of the Arrow files of a dataset folder (with its frame table when ``recursive``), state folder excluded."""
+    files = folder.rglob("*.arrow") if recursive else folder.glob("*.arrow")
     return sum(f.stat().st_size for f in files if ".kfgrpo-cache" not in f.parts)
 
 
@@ -112,8 +112,8 @@ def sizes_and_fidelity(args, work: Path) -> dict:
             videos = len(datasets.load_from_disk(str(out / "frames"))) if frame_table else None
             results[(fmt, quality, frame_table)] = dict(
                 kib_row=kib,
-                kib_video=arrow_bytes(out, "frames") / 1024 / videos if videos else None,
-                kib_question=arrow_bytes(out, ".") / 1024 / len(ds) if frame_table else None,
+                kib_video=arrow_bytes(out / "frames", recursive=False) / 1024 / videos if videos else None,
+                kib_question=arrow_bytes(out, recursive=False) / 1024 / len(ds) if frame_table else None,
             )
     return results
 

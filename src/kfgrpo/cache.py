@@ -120,11 +120,11 @@ def encode_frames(frames, image_format: str = "png", quality: int = 95) -> list[
     return out
 
 
-def selection_columns(selection, image_format: str = "png", quality: int = 95) -> dict:
+def selection_images(selection, image_format: str = "png", quality: int = 95) -> dict:
+    """The encoded frames of a selection: ``images`` and ``distractor_images`` (``FRAME_COLUMNS``)."""
     return dict(
         images=encode_frames(selection.frames, image_format, quality),
         distractor_images=encode_frames(selection.distractor_frames, image_format, quality),
-        **selection_numbers(selection),
     )
 
 
@@ -173,8 +173,9 @@ class FrameJoin:
 
     def __init__(self, frames):
         self.frames = frames
-        keys = frames.data.column("frames_key").to_pylist()
-        self.index = {k: i for i, k in reversed(list(enumerate(keys)))}  # a key seen twice: its first row
+        self.index: dict[str, int] = {}
+        for i, key in enumerate(frames.data.column("frames_key").to_pylist()):
+            self.index.setdefault(key, i)  # a key seen twice (a video cut by a shard boundary): its first row
 
     def __call__(self, batch: dict) -> dict:
         if "frames_key" not in batch:
@@ -202,7 +203,7 @@ def map_text(dataset, function, **kwargs):
     join = frame_join_of(dataset)
     if join is None:
         return dataset.map(function, **kwargs)
-    return join_frames(dataset.with_format(None).map(function, **kwargs), join.frames)
+    return dataset.with_format(None).map(function, **kwargs).with_transform(join)
 
 
 def load_tad_dataset(path: str | os.PathLike):
@@ -232,9 +233,9 @@ def _process_shard(task: dict) -> dict:
     shard_dir = Path(task["shard_dir"])
     base = Path(task["manifest_dir"])
     rows, errors, frame_rows = [], [], []
+    # query-free selections are shared by the rows of one video: selected and encoded once, (numbers, images)
+    cache: dict[str, object] = {}
     stored: set[str] = set()  # frames_key already in this shard's frame table
-    cache: dict[str, object] = {}  # query-free selections are shared by the rows of one video
-    encoding = task["image_format"], task["jpeg_quality"]
     for lineno, line in task["lines"]:
         row_id = None
         try:
@@ -248,27 +249,20 @@ def _process_shard(task: dict) -> dict:
                 try:
                     # method="gumbel" only; seeded by the key so a video cut by a shard boundary selects alike
                     seed = int(key[:8], 16)
-                    cache[key] = select_keyframes(
+                    sel = select_keyframes(
                         video, task["num_frames"], method=task["method"], query=query, config=cfg, seed=seed
                     )
+                    images = selection_images(sel, task["image_format"], task["jpeg_quality"])
+                    cache[key] = selection_numbers(sel), images
+                    if task["frame_table"] and key not in stored:
+                        stored.add(key)
+                        frame_rows.append(dict(frames_key=key, **images))
                 except VideoError as exc:
                     cache[key] = exc
             if isinstance(cache[key], VideoError):
                 raise cache[key]
-            if not task["frame_table"]:
-                rows.append({**row, **selection_columns(cache[key], *encoding)})
-                continue
-            rows.append({**row, **selection_numbers(cache[key]), "frames_key": key})
-            if key not in stored:
-                stored.add(key)
-                sel = cache[key]
-                frame_rows.append(
-                    dict(
-                        frames_key=key,
-                        images=encode_frames(sel.frames, *encoding),
-                        distractor_images=encode_frames(sel.distractor_frames, *encoding),
-                    )
-                )
+            numbers, images = cache[key]
+            rows.append({**row, **numbers, **({"frames_key": key} if task["frame_table"] else images)})
         except (RowError, VideoError) as exc:
             errors.append(dict(id=row_id, line=lineno, reason=str(exc)))
     tmp = shard_dir.with_name(shard_dir.name + ".tmp")

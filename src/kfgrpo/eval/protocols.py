@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..rewards.accuracy import extract_choice, ocr_score, parse_answer, score_answer
+from ..rewards.accuracy import ocr_score, parse_answer, score_answer
 
 PROTOCOLS = ("reasoning", "lmms-eval", "lmms-eval-classic", "video-r1")
 DEFAULT_MAX_NEW_TOKENS = {"reasoning": 1024, "lmms-eval": 16, "lmms-eval-classic": 16, "video-r1": 1024}
@@ -81,9 +81,8 @@ def lmms_eval_mcq_extract(response: str, choices=("A", "B", "C", "D")) -> str:
     for phrase in _MCQ_PHRASES:
         at = lower.find(phrase)
         if at != -1:
-            found += [
-                (c, text.find(c, at + len(phrase)), "phrase") for c in choices if text.find(c, at + len(phrase)) != -1
-            ]
+            hits = ((c, text.find(c, at + len(phrase))) for c in choices)
+            found += [(c, pos, "phrase") for c, pos in hits if pos != -1]
     stripped = text.strip()
     for c in choices:
         if stripped.startswith(c) and (len(stripped) == 1 or not stripped[1].isalpha()):
@@ -312,4 +311,4 @@ def get_protocol(name: str, benchmark: str) -> Protocol:
     return classes[name](benchmark)
 
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "PROTOCOLS", "Protocol", "Verdict", "extract_choice", "get_protocol"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "PROTOCOLS", "Protocol", "Verdict", "get_protocol"]
