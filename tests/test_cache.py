@@ -175,7 +175,7 @@ def test_plots_and_dataset_card(tmp_path, synth_train):
     prov = json.loads((tmp_path / "o" / "tad_config.json").read_text())
     card = tad_dataset_card(prov, summary, name="me/chronosynth-tad")
     assert "# me/chronosynth-tad" in card and "kfgrpo" in card and "distractor_images" in card
-    assert "Rows kept: 24" in card and '"apex_fraction": 0.5' in card
+    assert "Rows kept: 24" in card and '"apex_fraction": 0.75' in card
 
 
 def test_jpeg_and_png_storage(tmp_path, segment_video):

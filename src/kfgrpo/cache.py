@@ -3,7 +3,8 @@
 ``build_tad_cache(CacheArgs(manifest, output, ...), tad_config)`` writes a dataset that ``load_tad_dataset(output)``
 reads: one row per usable manifest row, every manifest field passed through, plus ``images`` (``List(Image())``,
 chronological), ``timestamps``, ``frame_indices``, ``saliency``, ``is_apex``, ``distractor_images`` and
-``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes). The TAD
+``distractor_timestamps`` / ``distractor_saliency`` (the lowest-saliency candidates, for content probes) and
+``short_video`` (True when the video had fewer decodable frames than K: the row then holds all of them). The TAD
 configuration is recorded in the dataset info (``description``, JSON) and in ``tad_config.json``.
 
 Frames are stored once per video (``frame_table``, the default): ``output/`` holds the question rows (text and the TAD
@@ -137,6 +138,7 @@ def selection_numbers(selection) -> dict:
         is_apex=selection.is_apex,
         distractor_timestamps=selection.distractor_timestamps,
         distractor_saliency=selection.distractor_saliency,
+        short_video=selection.short_video,
     )
 
 
@@ -156,6 +158,7 @@ def _features(frames: bool = True):
         "is_apex": datasets.List(datasets.Value("bool")),
         "distractor_timestamps": datasets.List(datasets.Value("float64")),
         "distractor_saliency": datasets.List(datasets.Value("float64")),
+        "short_video": datasets.Value("bool"),
     }
 
 
@@ -592,7 +595,9 @@ def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:
             sel = select_keyframes(video, args.num_frames, method=args.method, config=cfg)
         except VideoError:
             continue
-        written.append(plot_selection(sel, out / f"{Path(video).stem}.png", title=f"{row['id']}: {row['problem']}"))
+        written.append(
+            plot_selection(sel, out / f"{Path(video).stem}.png", title=f"{row['id']}: {row['problem']}", config=cfg)
+        )
     return written
 
 

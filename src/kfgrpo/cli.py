@@ -3,7 +3,7 @@
     kfgrpo tiny-model --output DIR [--arch qwen2_5_vl|qwen3_vl] [--size tiny|small] [--seed S]
     kfgrpo synth      --output DIR --num-videos N [--seed S] [ChronoSynth knobs]
     kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [--candidate-fps F] [--encoder pixel|hf:...]
-                      [--config recipes/tad/events.yaml]
+                      [--config TAD.yaml]
     kfgrpo tad-plot   VIDEO --num-frames K --output PNG
     kfgrpo sft        --config RECIPE.yaml [--key value ...]    (supervised warm start, TRL SFTTrainer)
     kfgrpo train      --config RECIPE.yaml [--key value ...]
@@ -123,7 +123,8 @@ def _tad_plot(argv):
         argv = ["--video", argv[0], *argv[1:]]
     args, config = _parse((TadPlotArgs, TADConfig), argv, "kfgrpo tad-plot")
     sel = select_keyframes(args.video, args.num_frames, method=args.method, query=args.query, config=config)
-    plot_selection(sel, args.output, title=f"{os.path.basename(args.video)}: {args.method}, K={args.num_frames}")
+    recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    plot_selection(sel, args.output, title=os.path.basename(args.video), config=config, config_name=recipe)
     print(f"keyframes at {', '.join(f'{t:.2f}' for t in sel.timestamps)} s -> {args.output}")
 
 

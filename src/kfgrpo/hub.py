@@ -26,14 +26,15 @@ Rows kept: {kept}; rows that failed (bad video or manifest line, listed in `erro
 
 Temporal Apex Distillation scores frame-to-frame change over candidates sampled at {candidate_fps} fps (at most
 {max_candidates}), finds its apexes (local maxima with NMS and threshold κ = {apex_threshold}) and keeps the apexes
-first (up to ⌈ρK⌉, ρ = {apex_fraction}), then fills the remaining slots by inverse-transform sampling on P^γ
-(γ = {fill_gamma}) between them. Features: `{encoder}`. Frames are resized to multiples of {patch_factor} pixels
+first (up to ⌈ρK⌉, ρ = {apex_fraction}), then fills the remaining slots between them, by segment length, at the
+quantiles of P^γ (γ = {fill_gamma}) or on the strongest change inside each slot's cell (see `tad_config.json`).
+A row with `short_video` true had fewer decodable frames than K and holds all of them. Features: `{encoder}`. Frames are resized to multiples of {patch_factor} pixels
 within [{min_pixels}, {max_pixels}] pixels.
 
 ## Columns
 
 `images`, `timestamps`, `frame_indices`, `saliency`, `is_apex`, `distractor_images`, `distractor_timestamps`,
-`distractor_saliency`, and
+`distractor_saliency`, `short_video`, and
 every column of the source manifest (`id`, `video`, `problem`, `options`, `solution`, `problem_type`, ...).
 {layout}
 

@@ -72,7 +72,8 @@ def test_uniform_and_gumbel_methods(segments_video):
     g1 = select_keyframes(segments_video, 4, method="gumbel", seed=1)
     g2 = select_keyframes(segments_video, 4, method="gumbel", seed=1)
     assert g1.frame_indices == g2.frame_indices and g1.frame_indices == sorted(g1.frame_indices)
-    draws = {tuple(select_keyframes(segments_video, 4, method="gumbel", seed=s).frame_indices) for s in range(6)}
+    # 4 cuts + 2 of the equally calm candidates: the seeds must disagree on the last two
+    draws = {tuple(select_keyframes(segments_video, 6, method="gumbel", seed=s).frame_indices) for s in range(6)}
     assert len(draws) > 1
     with pytest.raises(ValueError, match="unknown method"):
         select_keyframes(segments_video, 4, method="best")
@@ -131,3 +132,87 @@ def test_real_video_bikes():
     assert 0 <= sel.timestamps[0] and sel.timestamps[-1] <= 10.0
     assert sel.info.width == 640 and sel.info.height == 272
     assert any(sel.is_apex)
+
+
+def _write(path, runs, fps=8, size=(64, 48)):
+    """An H.264 video of constant-colour runs: ``runs`` = [(colour, frames), ...]."""
+    from kfgrpo.chronosynth import write_video
+
+    def frames():
+        for colour, n in runs:
+            for _ in range(n):
+                f = np.empty((size[1], size[0], 3), np.uint8)
+                f[:] = colour
+                yield f
+
+    write_video(frames(), path, fps)
+    return path
+
+
+def test_short_video_still_gives_exactly_k_frames(segments_video):
+    # 40 frames = 5 s: 11 candidates at 2 fps, fewer than K = 16 or 32; candidates are then decoded denser.
+    for k in (16, 32):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # enough frames: no warning
+            sel = select_keyframes(segments_video, k)
+        assert len(sel.frames) == len(sel.timestamps) == len(set(sel.frame_indices)) == k
+        assert not sel.short_video and sel.timestamps == sorted(sel.timestamps)
+        apex_times = sel.curve.timestamps[sel.curve.apexes]
+        for cut in (1.0, 2.0, 3.0, 4.0):  # every cut is an apex on its first candidate (within a frame of the cut)
+            assert np.any((apex_times >= cut) & (apex_times <= cut + 1 / 8 + 1e-6)), apex_times
+    assert len(select_keyframes(segments_video, 16, method="uniform").frames) == 16
+
+
+def test_fewer_frames_than_k_warns_and_the_row_says_so(tmp_path):
+    from kfgrpo.cache import selection_numbers
+
+    video = _write(tmp_path / "short.mp4", [((200, 30, 30), 6), ((30, 30, 200), 6)])
+    with pytest.warns(UserWarning, match=r"only 12 decodable frame\(s\) for the 16 keyframes"):
+        sel = select_keyframes(video, 16)
+    assert sel.short_video and sel.frame_indices == list(range(12))
+    assert selection_numbers(sel)["short_video"] is True
+
+
+def test_the_last_frame_is_a_candidate_and_a_late_cut_is_hit(tmp_path):
+    # 10 s at 8 fps; the 2-fps grid stops at frame 76 (9.5 s); a cut at frame 78 (9.75 s) is hit only through the
+    # last frame (79).
+    video = _write(tmp_path / "late.mp4", [((200, 30, 30), 30), ((30, 200, 30), 48), ((30, 30, 200), 2)])
+    sel = select_keyframes(video, 4)
+    assert sel.curve.frame_indices[-1] == 79
+    assert 79 in sel.frame_indices and sel.is_apex[-1]
+    assert np.abs(np.asarray(sel.frames[-1]).reshape(-1, 3).mean(0) - (30, 30, 200)).max() < 20
+
+
+def test_saliency_ranks_cuts_of_different_strength(tmp_path):
+    # Four cuts of different strength: saliency must order them as their change v̂ does, not tie them at 1.
+    runs = [((120, 120, 120), 16), ((128, 128, 128), 16), ((150, 150, 150), 16), ((90, 200, 90), 16)]
+    runs.append(((250, 20, 220), 16))
+    sel = select_keyframes(_write(tmp_path / "graded.mp4", runs), 4)
+    at_cuts = [int(np.argmin(np.abs(sel.curve.timestamps - c))) for c in (2.0, 4.0, 6.0, 8.0)]
+    change, sal = sel.curve.normalized[at_cuts], sel.curve.saliency[at_cuts]
+    assert list(np.argsort(sal)) == list(np.argsort(change))
+    assert np.sort(sal)[-1] == pytest.approx(1.0, abs=1e-3)
+    assert np.diff(np.sort(sal)).min() > 0.05 and np.sort(sal)[-2] < 0.95, sal
+    # A hard clip (the earlier `variation_clip: 3`) ties every cut above it.
+    clipped = select_keyframes(
+        tmp_path / "graded.mp4", 4, config=TADConfig(variation_clip=3.0, variation_log_scale=None)
+    )
+    assert np.sum(clipped.curve.saliency[at_cuts] > 0.99) > 1
+
+
+def test_plot_names_the_config_and_explains_every_mark(segments_video, tmp_path):
+    from kfgrpo.tad.plot import config_label, plot_selection, selection_figure
+
+    cfg = TADConfig(nms_window=1)
+    sel = select_keyframes(segments_video, 2, config=cfg)
+    unused = [a for a in sel.curve.apexes if a not in set(sel.positions)]
+    assert len(unused) == 2  # 4 cuts, 2 slots
+    fig = selection_figure(sel, title="seg.mp4", config=cfg, config_name="my.yaml")
+    ax = fig.axes[0]
+    assert "my.yaml (nms_window=1)" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    marks = ("variation", "saliency", "apex with a slot", "apex without a slot (2)", "keyframe: apex", "fill")
+    for mark in (*marks, "distractor"):
+        assert any(mark in label for label in labels), (mark, labels)
+    assert config_label() == "TADConfig defaults" and config_label(TADConfig()) == "TADConfig defaults"
+    assert plot_selection(sel, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -50,10 +50,13 @@ def test_distill_apexes_first_then_fill_chronological():
     prio = np.zeros(n)
     apexes = np.array([5, 12, 20, 33])
     prio[apexes] = [4.0, 3.0, 2.0, 1.0]
-    pos, is_apex = distill(prio, apexes, k, apex_fraction=0.5)
+    pos, is_apex = distill(prio, apexes, k, apex_fraction=0.5, uniform_mix=1.0)
     assert len(pos) == k and list(pos) == sorted(set(pos.tolist()))
-    assert set(pos[is_apex]) == {5, 12, 20}  # ⌈ρK⌉ = 3 apexes, highest priority first
+    assert set(pos[is_apex]) == {5, 12, 20}  # ⌈ρK⌉ = 3 apexes, highest priority first; 33 is not a cell's target
     assert is_apex.sum() == 3
+    # With snapping, a fill slot whose cell holds the unchosen apex 33 takes it, and it is flagged as an apex.
+    pos, is_apex = distill(prio, apexes, k, apex_fraction=0.5, uniform_mix=1.0, snap=apexes)
+    assert set(pos[is_apex]) == {5, 12, 20, 33} and is_apex.sum() == 4
     pos, _ = distill(prio, apexes, 50)  # K >= N: every candidate
     assert list(pos) == list(range(n))
 
@@ -86,3 +89,36 @@ def test_priority_and_saliency_ranges():
     assert s.min() == 0.0 and 0.99 < s.max() <= 1.0
     p, _ = priority_scores(norm, np.zeros(4), relevance=np.array([0.0, 1.0, 0.0, 0.0]), lambda_query=0.5)
     assert p[1] == pytest.approx(0.5, abs=1e-5)
+
+
+def test_log_scale_keeps_ranking_large_changes():
+    norm = np.array([-2.0, 0.0, 1.0, 3.0, 10.0, 40.0])
+    p, s = priority_scores(norm, np.zeros(6), variation_log_scale=3.0)
+    assert np.all(np.diff(p[1:]) > 0) and p[0] == p[1] == 0.0
+    assert p[2] == pytest.approx(3 * np.log(4 / 3)) and p[5] - p[4] > 1.0  # a hard cut still outranks a weaker one
+    assert np.diff(s[3:]).min() > 0.1  # saliency spreads the large changes instead of tying them at 1
+    clipped, _ = priority_scores(norm, np.zeros(6), variation_clip=3.0)
+    assert clipped[3] == clipped[4] == clipped[5]
+
+
+def test_fill_snaps_to_the_strongest_change_in_its_cell():
+    n = 40
+    prio = np.zeros(n)
+    prio[[10, 26]] = [10.0, 5.0]
+    kw = dict(apex_fraction=0.3, uniform_mix=1.0)  # one apex slot (10); two fill slots in the cells of [11, 39)
+    plain, _ = distill(prio, np.array([10, 26]), 3, **kw)
+    snapped, is_apex = distill(prio, np.array([10, 26]), 3, snap=np.array([10, 26]), **kw)
+    assert plain.tolist() == [10, 17, 31]  # cell midpoints
+    # the second cut got no apex slot but is still hit; the other cell keeps its slot
+    assert snapped.tolist() == [10, 17, 26]
+    assert is_apex.tolist() == [True, False, True]  # the snapped slot sits on a detected apex
+
+
+def test_edge_weight_covers_the_opening_and_closing_stretches():
+    n = 40
+    prio = np.zeros(n)
+    prio[[8, 20, 32]] = 5.0
+    apexes = np.array([8, 20, 32])
+    flat, _ = distill(prio, apexes, 4, apex_fraction=0.75, edge_weight=1.0)
+    edged, _ = distill(prio, apexes, 4, apex_fraction=0.75, edge_weight=2.0)
+    assert flat.min() == 8 and edged.min() < 8  # 7 candidates before the first apex now weigh 14 > 11

@@ -1,4 +1,5 @@
-"""``TADConfig``: every constant of Temporal Apex Distillation, with the defaults of the method spec (§2.6)."""
+"""``TADConfig``: every constant of Temporal Apex Distillation. Defaults follow the method spec (§2.6) except where
+real footage measured better (see each field and README "Benchmarks": smoothing, ρ, centring, fill)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ class TADConfig:
     candidate_fps: float = field(default=2.0, metadata={"help": "Candidate frames per second of video (fps_c)."})
     max_candidates: int = field(
         default=256, metadata={"help": "Cap on candidates per video (N_max); longer videos are sampled sparser."}
+    )
+    min_candidates_per_frame: float = field(
+        default=2.0,
+        metadata={
+            "help": "At least this many candidates per keyframe asked (a short video is sampled denser than "
+            "candidate_fps), so that K keyframes come back with room to choose whenever the video has K frames."
+        },
     )
     min_video_frames: int = field(
         default=2, metadata={"help": "Videos with fewer decodable frames are rejected as too short."}
@@ -48,6 +56,13 @@ class TADConfig:
             "compression noise)."
         },
     )
+    center_features: bool = field(
+        default=True,
+        metadata={
+            "help": "Subtract the video's mean feature before comparing candidates: what all frames share (letterbox "
+            "bars, a static background) otherwise dominates the cosine and hides cuts between similar-looking shots."
+        },
+    )
     hf_batch_size: int = field(default=32, metadata={"help": "hf encoder: candidates per forward pass."})
     hf_device: str | None = field(default=None, metadata={"help": "hf encoder device (default: cuda if available)."})
     # Stage 1: variation scoring
@@ -57,7 +72,13 @@ class TADConfig:
     scale_weights: list[float] = field(
         default_factory=lambda: [0.5, 0.3, 0.2], metadata={"help": "Weights w_k of the lags."}
     )
-    smoothing_sigma: float = field(default=1.0, metadata={"help": "Gaussian smoothing σ_s, in candidates."})
+    smoothing_sigma: float = field(
+        default=0.0,
+        metadata={
+            "help": "Gaussian smoothing σ_s, in candidates (the spec's 1.0 blurs a cut into its neighbours and moves "
+            "the apex off the cut's first frame)."
+        },
+    )
     mad_scale: float = field(default=1.4826, metadata={"help": "MAD → standard deviation factor."})
     norm_eps: float = field(default=1e-6, metadata={"help": "ε of the robust normalisation."})
     # Stage 2: apex (inflection) detection
@@ -80,15 +101,43 @@ class TADConfig:
             "several ordinary events; null = no clip."
         },
     )
+    variation_log_scale: float | None = field(
+        default=3.0,
+        metadata={
+            "help": "c: v̂⁺ enters the priority as c·ln(1 + v̂⁺/c), about v̂⁺ below c and logarithmic above, so a hard "
+            "cut does not outweigh several ordinary events yet still outranks a weaker one (saliency keeps ranking "
+            "cuts, where a clip would tie them); null = v̂⁺ as is."
+        },
+    )
     lambda_apex: float = field(default=1.0, metadata={"help": "λ_a: weight of the soft apex score."})
     lambda_query: float = field(
         default=0.5, metadata={"help": "λ_q: weight of query relevance (used only with a query and an hf encoder)."}
     )
-    apex_fraction: float = field(default=0.5, metadata={"help": "ρ: apexes fill at most ⌈ρK⌉ slots."})
+    apex_fraction: float = field(
+        default=0.75,
+        metadata={"help": "ρ: apexes fill at most ⌈ρK⌉ slots; the rest cover the timeline (spec: 0.5)."},
+    )
     fill_gamma: float = field(default=2.0, metadata={"help": "γ: fill slots sample the priority density P^γ."})
     fill_uniform_mix: float = field(
         default=0.0,
         metadata={"help": "β: fill density (1 − β)·P^γ/mean(P^γ) + β; β > 0 keeps calm stretches covered."},
+    )
+    fill_snap: bool = field(
+        default=True,
+        metadata={
+            "help": "A fill slot moves to the strongest change (a local maximum of ṽ with v̂ > κ) inside its cell of "
+            "the segment, if there is one: cuts left without an apex slot are still hit, and the slot keeps its "
+            "share of the timeline."
+        },
+    )
+    fill_edge_weight: float = field(
+        default=1.5,
+        metadata={
+            "help": "Fill slots go to segments by length; the first and last segments count this many times their "
+            "length, since no keyframe lies beyond the video's ends (their farthest point is a whole segment from a "
+            "keyframe, an inner segment's only half), so the opening and closing shots are not left empty (2 is that "
+            "geometry; 1.5 keeps more slots for events on ChronoSynth)."
+        },
     )
     min_gap: int = field(default=1, metadata={"help": "Minimum distance between selected candidates."})
     use_anchors: bool = field(

@@ -1,6 +1,8 @@
 """``select_keyframes``: one video in, K chronological keyframes (with timestamps and saliency) out.
 
-Candidates are decoded in one streaming pass at ``candidate_fps`` (capped at ``max_candidates``); features come from
+Candidates are decoded in one streaming pass at ``candidate_fps``, the last frame included (at least
+``min_candidates_per_frame`` · K of them for short videos, at most ``max_candidates``), so exactly K keyframes come
+back whenever the video has K decodable frames; features come from
 the decoder's YUV planes (``pixel``) or a transformers encoder (``hf:...``). The decoded candidates are held, not
 converted; only the K kept frames and the distractors are converted to RGB, already at a patch-aligned size inside
 ``[min_pixels, max_pixels]`` so that the HF processor and vLLM see identical frames. Memory is bounded by
@@ -39,6 +41,7 @@ class CandidateCurve:
     saliency: np.ndarray  # s = min-max(P) in [0, 1]
     apexes: np.ndarray  # candidate positions of the detected apexes
     relevance: np.ndarray | None = None  # query relevance r̂ (hf encoder with a text tower and a query)
+    peaks: np.ndarray | None = None  # every local maximum of ṽ with v̂ > κ (apexes before NMS): where fill snaps
 
 
 @dataclass
@@ -58,24 +61,43 @@ class Selection:
     method: str = "tad"
     info: VideoInfo | None = None
     positions: np.ndarray | None = None  # candidate positions of the keyframes
+    short_video: bool = False  # the video has fewer decodable frames than the K asked: every frame was kept
 
 
-def candidate_indices(info: VideoInfo, candidate_fps: float, max_candidates: int) -> list[int]:
-    """Frames on a regular grid at ``candidate_fps``; spread uniformly over the video when that exceeds the cap."""
+def candidate_indices(
+    info: VideoInfo, candidate_fps: float, max_candidates: int, min_candidates: int = 0
+) -> list[int]:
+    """Frames on a regular grid at ``candidate_fps``, plus the last frame (so a change near the end can be hit).
+
+    A grid shorter than ``min_candidates`` (a short video) or longer than ``max_candidates`` (a long one) is replaced
+    by that many frames spread evenly from the first to the last frame, never more than the video has."""
+    n = info.num_frames
+    if n <= 0:
+        return []
     step = info.fps / candidate_fps if info.fps > 0 else 1.0
-    grid = np.unique(np.round(np.arange(0, info.num_frames, max(step, 1.0))).astype(int))
-    grid = grid[grid < info.num_frames]
-    if len(grid) <= max_candidates:
-        return grid.tolist()
-    return uniform_indices(info.num_frames, max_candidates)
+    grid = np.unique(np.round(np.arange(0, n, max(step, 1.0))).astype(int))
+    grid = grid[grid < n].tolist()
+    if grid[-1] != n - 1:
+        grid.append(n - 1)
+    if min_candidates <= len(grid) <= max_candidates:
+        return grid
+    return uniform_indices(n, min(max_candidates, max(len(grid), min_candidates)))
 
 
 def _decode_candidates(path: str, indices: list[int], cfg: TADConfig, info: VideoInfo, rgb_size=None):
     """One pass over the stream: (frames held, timestamps, indices found, rgb arrays at ``rgb_size`` or None)."""
+
+    def _hold(i, frame):
+        held.append(frame)
+        stamps.append(float(frame.pts * frame.time_base) if frame.pts is not None else i / info.fps)
+        found.append(i)
+        if rgb_size is not None:
+            rgb.append(frame.reformat(width=rgb_size[1], height=rgb_size[0], format="rgb24").to_ndarray())
+
     held, stamps, found, rgb = [], [], [], []
     wanted = iter(indices)
     target = next(wanted, None)
-    decoded = 0
+    decoded, last = 0, None
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
@@ -86,13 +108,12 @@ def _decode_candidates(path: str, indices: list[int], cfg: TADConfig, info: Vide
                 if target is None:
                     break
                 if i < target:
+                    last = (i, frame)
                     continue
-                held.append(frame)
-                stamps.append(float(frame.pts * frame.time_base) if frame.pts is not None else i / info.fps)
-                found.append(i)
-                if rgb_size is not None:
-                    rgb.append(frame.reformat(width=rgb_size[1], height=rgb_size[0], format="rgb24").to_ndarray())
+                _hold(i, frame)
                 target = next(wanted, None)
+            if target is not None and last is not None and (not found or last[0] > found[-1]):
+                _hold(*last)  # the header promised more frames than decode: the video's real end is a candidate
     except av.error.FFmpegError as exc:
         raise VideoError(f"corrupt video stream after {decoded} frames ({type(exc).__name__}: {exc}): {path}") from exc
     if decoded < cfg.min_video_frames:
@@ -133,10 +154,18 @@ def select_keyframes(
     info = probe(path)
     if info.num_frames < cfg.min_video_frames:
         raise VideoError(f"too short: {info.num_frames} frame(s), need {cfg.min_video_frames}: {path}")
-    indices = candidate_indices(info, cfg.candidate_fps, cfg.max_candidates)
+    min_candidates = math.ceil(cfg.min_candidates_per_frame * num_frames)
+    indices = candidate_indices(info, cfg.candidate_fps, cfg.max_candidates, min_candidates)
 
     encoder = get_hf_encoder(cfg.encoder, cfg.hf_device, cfg.hf_batch_size) if cfg.encoder.startswith("hf:") else None
     held, stamps, found, rgb = _decode_candidates(path, indices, cfg, info, encoder.input_size if encoder else None)
+    short_video = len(held) < num_frames
+    if short_video:
+        warnings.warn(
+            f"{path}: only {len(held)} decodable frame(s) for the {num_frames} keyframes asked; all {len(held)} are "
+            "kept (Selection.short_video, the cache's `short_video` column)",
+            stacklevel=2,
+        )
     curve = _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg)
     pos, is_apex = _pick(curve, num_frames, method, seed, cfg)
     n_dis = cfg.num_distractors if cfg.num_distractors is not None else math.ceil(num_frames / 2)
@@ -167,6 +196,7 @@ def select_keyframes(
         method=method,
         info=info,
         positions=pos,
+        short_video=short_video,
     )
 
 
@@ -178,11 +208,17 @@ def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg:
         feats = PixelFeatures(
             cfg.pixel_grid, cfg.pixel_hist_bins, cfg.pixel_hist_weight, cfg.pixel_hist_power, cfg.pixel_hist_floor
         ).batch(held)
+    if cfg.center_features and len(feats) > 1:
+        # What every candidate shares (letterbox bars, a static background, the encoder's mean embedding) dominates
+        # the cosine and hides cuts between similar-looking shots; comparing deviations from the video's mean does not.
+        feats = feats - feats.mean(axis=0, keepdims=True)
+        feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     v, smooth, norm = _variation(
         feats, cfg.scales, cfg.scale_weights, cfg.smoothing_sigma, cfg.mad_scale, cfg.norm_eps
     )
     window = cfg.nms_window or default_window(len(held), num_frames)
     apexes = detect_apexes(smooth, norm, window, cfg.apex_threshold, cfg.curvature_threshold)
+    peaks = detect_apexes(smooth, norm, 1, cfg.apex_threshold, cfg.curvature_threshold)  # before NMS: fill snaps here
     alpha = soft_apex_score(smooth, norm, window, cfg.apex_threshold, cfg.soft_tau1, cfg.soft_tau2, cfg.soft_delta)
     relevance = None
     if query:
@@ -198,8 +234,11 @@ def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg:
         cfg.lambda_apex,
         cfg.lambda_query if relevance is not None else 0.0,
         cfg.variation_clip,
+        cfg.variation_log_scale,
     )
-    return CandidateCurve(np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance)
+    return CandidateCurve(
+        np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance, peaks
+    )
 
 
 def _pick(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADConfig):
@@ -214,6 +253,8 @@ def _pick(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADCon
             min_gap=cfg.min_gap,
             use_anchors=cfg.use_anchors,
             uniform_mix=cfg.fill_uniform_mix,
+            snap=curve.peaks if cfg.fill_snap else None,
+            edge_weight=cfg.fill_edge_weight,
         )
     n = len(curve.saliency)
     if method == "uniform":

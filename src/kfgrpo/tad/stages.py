@@ -90,11 +90,18 @@ def priority_scores(
     lambda_apex: float = 1.0,
     lambda_query: float = 0.0,
     variation_clip: float | None = None,
+    variation_log_scale: float | None = None,
 ):
-    """``(P, s)``: P_t = λ_v·min(max(v̂_t, 0), clip) + λ_a·α_t + λ_q·r̂_t and saliency s = min-max(P) in [0, 1]."""
+    """``(P, s)``: P_t = λ_v·g(max(v̂_t, 0)) + λ_a·α_t + λ_q·r̂_t and saliency s = min-max(P) in [0, 1].
+
+    g clips at ``variation_clip`` (if set), then compresses with c·ln(1 + x/c) for c = ``variation_log_scale`` (if
+    set): about x for small changes, logarithmic for large ones, so a hard cut (v̂ ≈ 40) does not outweigh several
+    ordinary events yet still outranks a weaker cut (a hard clip would tie them at saliency 1)."""
     vpos = np.maximum(np.asarray(norm, dtype=np.float64), 0.0)
     if variation_clip is not None:
         vpos = np.minimum(vpos, variation_clip)
+    if variation_log_scale:
+        vpos = variation_log_scale * np.log1p(vpos / variation_log_scale)
     p = lambda_variation * vpos + lambda_apex * np.asarray(apex_score)
     if relevance is not None and lambda_query:
         r = np.asarray(relevance, dtype=np.float64)
@@ -118,8 +125,13 @@ def distill(
     min_gap: int = 1,
     use_anchors: bool = True,
     uniform_mix: float = 0.0,
+    snap: np.ndarray | None = None,
+    edge_weight: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Chooses ``k`` candidate positions; returns ``(positions, is_apex)`` in chronological order."""
+    """Chooses ``k`` candidate positions; returns ``(positions, is_apex)`` in chronological order.
+
+    ``snap``: candidate positions a fill slot may move to inside its cell (TAD passes the local maxima of the
+    variation above κ, i.e. every change strong enough to be an apex, before NMS); None keeps the midpoints."""
     p = np.asarray(priority, dtype=np.float64)
     n = len(p)
     if k >= n:
@@ -134,28 +146,39 @@ def distill(
             break
         if _free(a, chosen, min_gap):
             chosen.append(a)
-    apex_set = set(chosen)
     # 2. Split the timeline at the chosen apexes (and the anchors) and allocate fill slots by segment length.
     bounds = sorted(set(chosen) | ({0, n - 1} if use_anchors else set()))
     edges = [-1] + bounds + [n]
     segments = [(a + 1, b) for a, b in zip(edges[:-1], edges[1:]) if b - a > 1]  # half-open [start, stop)
     n_fill = k - len(chosen)
     lengths = np.array([b - a for a, b in segments], dtype=np.float64)
+    if len(segments):  # the video's ends: no keyframe beyond them, so the farthest point is a whole segment away
+        lengths[0] *= edge_weight if segments[0][0] <= 1 else 1.0
+        lengths[-1] *= edge_weight if segments[-1][1] >= n - 1 and len(segments) > 1 else 1.0
     quota = n_fill * lengths / lengths.sum() if len(segments) else np.zeros(0)
     alloc = np.floor(quota).astype(int)
     for i in np.argsort(-(quota - alloc), kind="stable")[: n_fill - alloc.sum()]:
         alloc[i] += 1
-    # 3. Inside a segment, slots sit at midpoint quantiles of P^γ (inverse-transform sampling).
+    # 3. Inside a segment, each slot owns a cell between consecutive quantiles of the fill density (P^γ mixed with a
+    #    uniform share β) and sits at the cell's midpoint quantile (inverse-transform sampling); with ``snap``, it
+    #    moves to the strongest change inside its cell instead, so a cut that got no apex slot is still hit without
+    #    the slot leaving its share of the timeline (no piling onto the plateau that follows an apex).
     weights = np.power(np.maximum(p, 0.0) + 1e-12, gamma)
     weights = (1.0 - uniform_mix) * weights / weights.mean() + uniform_mix
+    snap_set = set(int(x) for x in snap) if snap is not None else set()
     for (a, b), m in zip(segments, alloc):
         if m == 0:
             continue
         w = weights[a:b]
         cdf = np.cumsum(w) / w.sum()
-        for q in (np.arange(m) + 0.5) / m:
-            target = a + int(np.searchsorted(cdf, q))
-            target = min(target, b - 1)
+        cells = np.minimum(a + np.searchsorted(cdf, np.arange(m + 1) / m), b)
+        cells[0], cells[-1] = a, b
+        for j, q in enumerate((np.arange(m) + 0.5) / m):
+            target = min(a + int(np.searchsorted(cdf, q)), b - 1)
+            peaks = [c for c in range(cells[j], max(cells[j + 1], cells[j] + 1)) if c in snap_set]
+            peaks = [c for c in peaks if _free(c, chosen, min_gap)]
+            if peaks:
+                target = max(peaks, key=lambda c: (p[c], -c))
             if _free(target, chosen, min_gap):
                 chosen.append(target)
             else:  # nearest free candidate in the segment, higher priority first among equals
@@ -169,7 +192,7 @@ def distill(
         if _free(c, chosen, min_gap):
             chosen.append(c)
     pos = np.array(sorted(chosen[:k]), dtype=int)
-    return pos, np.array([c in apex_set for c in pos])
+    return pos, np.isin(pos, apexes)  # a fill slot that snapped onto a detected apex is an apex keyframe too
 
 
 def uniform_positions(n: int, k: int) -> np.ndarray:
