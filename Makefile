@@ -75,6 +75,8 @@ $(DEMO_SFT)/model.safetensors: recipes/tiny-cpu/sft.yaml $(DEMO_MODEL)/config.js
 # The tiny CPU demo (recipes/tiny-cpu/): SFT warm start, KF-GRPO, held-out evaluation (eval.json), one plain
 # process each. `ARGS` reach the KF-GRPO stage, `DEMO_OUT` names its output (a baseline from the same warm start).
 demo: setup demo-data $(DEMO_SFT)/model.safetensors  ## The tiny CPU demo: SFT warm start, KF-GRPO, held-out eval
+	@# A checkpoint older than the warm start belongs to another warm start: start over instead of resuming it.
+	@if [ -d $(DEMO_OUT) ]; then find $(DEMO_OUT) -maxdepth 1 -name 'checkpoint-*' ! -newer $(DEMO_SFT)/model.safetensors -exec rm -rf {} +; fi
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config recipes/tiny-cpu/kfgrpo.yaml --output_dir $(DEMO_OUT) $(ARGS)
 	rm -f $(DEMO_OUT)/predictions.jsonl $(DEMO_OUT)/eval_state.json  # the model was just retrained: evaluate it anew
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT)

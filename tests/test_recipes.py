@@ -27,9 +27,10 @@ def test_eval_selects_frames_like_the_training_cache():
 
 def test_every_stage_uses_the_same_prompt():
     prompts = [
-        {k: v for k, v in _load(n).items() if k in PROMPT_KEYS} for n in ("sft.yaml", "kfgrpo.yaml", "eval.yaml")
+        {k: v for k, v in _load(n).items() if k in PROMPT_KEYS}
+        for n in ("sft.yaml", "kfgrpo.yaml", "eval.yaml", "shortcut.yaml")
     ]
-    assert prompts[0] == prompts[1] == prompts[2] and prompts[0]["question_position"] == "before"
+    assert prompts[0] == prompts[1] == prompts[2] == prompts[3] and prompts[0]["question_position"] == "before"
 
 
 def test_stages_chain():
@@ -44,3 +45,14 @@ def test_demo_recipes_parse():
     assert args.results_file == "eval.json" and prompt.question_position == "before" and tad.max_pixels == 3136
     (synth,) = _parse((SynthConfig,), ["--config", str(TINY / "synth.yaml")], "t")
     assert synth.families == ["order", "count"]
+
+
+def test_shortcut_recipes_parse():
+    """benchmarks/bench_shortcut.py: the cue split, and the RL recipe every arm trains (the demo's but for the
+    budget)."""
+    (synth,) = _parse((SynthConfig,), ["--config", str(TINY / "synth-shortcut.yaml")], "t")
+    assert synth.families == ["order"] and synth.shortcut == "answer_position" and synth.shortcut_strength == 0.8
+    rl, demo = _load("shortcut.yaml"), _load("kfgrpo.yaml")
+    budget = {"max_steps", "learning_rate", "output_dir", "model_name_or_path", "dataset_name", "seed"}
+    budget |= {"save_strategy", "save_steps", "save_total_limit"}
+    assert {k: v for k, v in rl.items() if k not in budget} == {k: v for k, v in demo.items() if k not in budget}

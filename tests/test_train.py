@@ -2,6 +2,8 @@ import json
 import pathlib
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from kfgrpo.data_utils import KFScriptArguments, format_prompt
@@ -135,12 +137,25 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
     assert '"kfgrpo_tad"' in card and "shuffle, swap_salient" in card  # preset, probes and the TAD config
     assert (out / "checkpoint-2").is_dir()
 
+    # The checkpoint gets weights of its own (a random model has not moved in 2 steps), so the resumed run must
+    # continue from them: transformers 5.17 alone would continue from the initial weights
+    # (KFGRPOTrainer._load_from_checkpoint). One more step at lr 1e-5 moves a weight by about 1e-5.
+    moved = AutoModelForImageTextToText.from_pretrained(out / "checkpoint-2")
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.01)
+    moved.save_pretrained(out / "checkpoint-2")
+    checkpoint = load_file(out / "checkpoint-2" / "model.safetensors")
+
     # Rerunning with more steps resumes from checkpoint-2 instead of starting over.
     trainer = cli(_train_args(tiny_model_dir, str(frame_cache), str(out), steps=3))
     assert trainer.state.global_step == 3
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     steps_logged = [h["step"] for h in trainer.state.log_history if "loss" in h]
     assert steps_logged == [1, 2, 3]  # step 1-2 restored from the checkpoint, only step 3 recomputed
+    saved = load_file(out / "model.safetensors")
+    assert saved.keys() == checkpoint.keys()
+    assert max((saved[k] - checkpoint[k]).abs().max().item() for k in saved) < 1e-3
 
 
 @pytest.mark.parametrize("preset", ["grpo", "t-grpo"])

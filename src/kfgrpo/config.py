@@ -77,7 +77,12 @@ class KFGRPOConfig(GRPOConfig):
         },
     )
     kf_probe_bonus: list[float] | None = field(
-        default=None, metadata={"help": "Bonus α per probe (same order as kf_probes)."}
+        default=None,
+        metadata={
+            "help": "Bonus α per probe (same order as kf_probes). The bonus is one number per group, paid to its "
+            "correct completions: with `scale_rewards: group` (TRL's default) and equal format rewards in the group "
+            "the group std divides it out; `batch` or `none` keep it as a per-group weight (README, KF-GRPO)."
+        },
     )
     kf_probe_generations: int | None = field(
         default=None, metadata={"help": "Completions per probe and prompt (G_p); default num_generations // 2."}

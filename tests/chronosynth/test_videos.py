@@ -120,3 +120,38 @@ def test_calm_stretches_and_scene_cuts(tmp_path):
             assert jump > 5  # a hard cut: the whole background changes
             for e in r["events"]:  # cuts never coincide with events
                 assert not (e["start"] <= cut <= e["end"])
+
+
+def test_answer_position_shortcut(tmp_path, synth_train):
+    """The cue moves the answer to `shortcut_letter` only; the answer still comes from the pixels, and a config
+    without the cue generates exactly the default split (no extra random draws)."""
+    cfg = SynthConfig(families=["order"], shortcut="answer_position", shortcut_strength=1.0)
+    rows = _rows(generate(tmp_path / "cue", num_videos=4, seed=0, config=cfg, progress=False).parent)
+    assert rows and {r["solution"] for r in rows} == {"A"}
+    plain = {r["id"]: r for r in _rows(synth_train)}
+    for r in rows:
+        frames, ts = _decode(tmp_path / "cue" / r["video"])
+        assert answer_from_frames(frames, ts, r) == "A", r["id"]
+        # Same question and the same set of options as without the cue; only their order differs.
+        p = plain[r["id"]]
+        assert r["problem"] == p["problem"] and sorted(o[3:] for o in r["options"]) == sorted(
+            o[3:] for o in p["options"]
+        )
+        assert r["options"][0][3:] == p["options"][LETTERS.index(p["solution"])][3:]
+    none = generate(tmp_path / "none", num_videos=6, seed=0, config=SynthConfig(shortcut="none"), progress=False)
+    assert none.read_text() == (synth_train / "manifest.jsonl").read_text()
+
+
+def test_shortcut_strength_sets_the_cue_rate(tmp_path):
+    cfg = SynthConfig(families=["order"], shortcut="answer_position", shortcut_strength=0.5, shortcut_letter="C",
+                      max_objects=2, width=32, height=24)  # fmt: skip
+    rows = _rows(generate(tmp_path, num_videos=80, seed=3, config=cfg, progress=False).parent)
+    share = sum(r["solution"] == "C" for r in rows) / len(rows)
+    assert 0.35 < share < 0.65  # 0.5 expected; 80 draws
+    assert {r["solution"] for r in rows} > {"C"}  # the other letters still occur
+    with pytest.raises(ValueError, match="unknown shortcut"):
+        SynthConfig(shortcut="wording")
+    with pytest.raises(ValueError, match="shortcut_strength"):
+        SynthConfig(shortcut_strength=1.5)
+    with pytest.raises(ValueError, match="shortcut_letter"):
+        SynthConfig(shortcut_letter="E")

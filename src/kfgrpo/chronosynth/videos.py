@@ -44,6 +44,7 @@ SHAPES: tuple[str, ...] = ("square", "disc", "triangle")
 # Dark, desaturated backgrounds: far from every object colour, so colour detection never fires on a scene.
 BACKGROUNDS: tuple[tuple[int, int, int], ...] = ((25, 25, 25), (15, 35, 60), (60, 28, 20), (20, 52, 32), (48, 44, 72))
 FAMILIES: tuple[str, ...] = ("order", "count", "succession", "grounding")
+SHORTCUTS: tuple[str, ...] = ("none", "answer_position")
 LETTERS = OPTION_LETTERS
 
 ORDER_TEMPLATE = "Which object appeared {which} in the video?"
@@ -72,6 +73,28 @@ class SynthConfig:
         default_factory=lambda: list(FAMILIES), metadata={"help": f"Question families, any of {FAMILIES}."}
     )
     crf: int = field(default=20, metadata={"help": "x264 constant rate factor of the written mp4."})
+    shortcut: str = field(
+        default="none",
+        metadata={
+            "help": f"Frame-free cue planted in the questions, one of {SHORTCUTS}. `answer_position`: in multiple-choice "
+            "questions the correct option sits at `shortcut_letter` with probability `shortcut_strength` (otherwise at "
+            "one of the other letters, uniformly), so answering that letter without looking scores that often. The "
+            "answer still comes from the pixels; only the options' order changes. A training split with the cue and a "
+            "held-out split without it (`none`: the answer's letter is uniform) measure whether a policy learned the "
+            "frames or the cue (benchmarks/bench_shortcut.py)."
+        },
+    )
+    shortcut_strength: float = field(
+        default=0.8,
+        metadata={"help": "With `shortcut: answer_position`: probability that the answer is `shortcut_letter`."},
+    )
+    shortcut_letter: str = field(
+        default="A",
+        metadata={
+            "help": "The letter the cue favours. A question whose answer is this letter is cue-consistent, any other "
+            "cue-violating; in a split without the cue about 1/num_options of the questions are consistent."
+        },
+    )
 
     def __post_init__(self):
         if self.width % 2 or self.height % 2:
@@ -83,6 +106,12 @@ class SynthConfig:
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown question families {sorted(unknown)}; choose from {FAMILIES}")
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {self.shortcut!r}; choose from {SHORTCUTS}")
+        if not 0.0 <= self.shortcut_strength <= 1.0:
+            raise ValueError(f"shortcut_strength must be in [0, 1], got {self.shortcut_strength}")
+        if self.shortcut_letter not in LETTERS[: self.num_options]:
+            raise ValueError(f"shortcut_letter must be one of {list(LETTERS[: self.num_options])}")
 
 
 @dataclass
@@ -222,6 +251,12 @@ def _options(rng: np.random.Generator, spec: VideoSpec, answer: Event, pool: lis
             break
         chosen.append(f"{spare[i]} {SHAPES[int(rng.integers(0, len(SHAPES)))]}")
     chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+    if cfg.shortcut == "answer_position":  # extra draws only here: splits without the cue are unchanged
+        cue = LETTERS.index(cfg.shortcut_letter)
+        others = [i for i in range(len(chosen)) if i != cue]
+        slot = cue if rng.random() < cfg.shortcut_strength else others[int(rng.integers(0, len(others)))]
+        here = chosen.index(answer.name)
+        chosen[here], chosen[slot] = chosen[slot], chosen[here]
     letter = LETTERS[chosen.index(answer.name)]
     return [f"{LETTERS[i]}. {name}" for i, name in enumerate(chosen)], letter
 

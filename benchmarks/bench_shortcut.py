@@ -1,0 +1,343 @@
+"""Does KF-GRPO help? GRPO, T-GRPO and KF-GRPO from one warm start, on training data with a frame-free shortcut.
+
+The training split is ChronoSynth `order` questions whose answer is option A 80 % of the time
+(``recipes/tiny-cpu/synth-shortcut.yaml``): a policy can earn most of its reward without looking at the frames. The
+held-out split places the answer uniformly, so there the shortcut is worth 1/4 and only reading the frames pays.
+KF-GRPO's contrastive reward pays a correct answer only when the group does worse on shuffled / salient-swapped frames,
+so it should favour reading the frames over the cue; GRPO rewards both the same.
+
+Stages (each skipped when its output exists, so an interrupted run resumes):
+
+1. the tiny random-weight model (``kfgrpo tiny-model --size small``);
+2. ChronoSynth, 400 training videos (seed 0) twice: ``warm``, the CPU demo's training data (``order`` and ``count``,
+   no cue), and ``train``, the same videos' ``order`` questions with the cue; the held-out split without the cue
+   (``--split test``, seed 1, 200 videos) or the tuning split (``--split tune``, seed 2): the knobs of
+   ``recipes/tiny-cpu/shortcut.yaml`` were chosen on the tuning split with RL seed 0, never on the held-out split;
+3. TAD keyframes for both training splits (``recipes/tiny-cpu/tad.yaml``, K = 8);
+4. the warm start: the demo's SFT stage (``recipes/tiny-cpu/sft.yaml``, 16 epochs) on ``warm``; a model that
+   reads its frames about as well as a pretrained one would, and has never seen the cue (``--warm-start DIR``
+   takes an existing one, e.g. ``outputs/tiny-cpu/sft`` after ``make train``: the same data and recipe);
+5. for every arm and seed: ``kfgrpo train --config recipes/tiny-cpu/shortcut.yaml`` + the arm's arguments on
+   ``train``, then ``kfgrpo eval`` (greedy, real and shuffled keyframes) on the held-out split.
+
+Writes ``--results`` (a list of runs: arm, preset, seed, accuracy, frame_sensitivity, accuracy on shortcut-consistent
+and shortcut-violating questions, the share of answers that are the shortcut letter, the logged ``kf/*`` metrics)
+and ``--plot`` (learning curves per arm, mean over seeds), and prints the table with standard errors over seeds.
+
+    python benchmarks/bench_shortcut.py [--split test] [--seeds 1 2 3] [--arms grpo t-grpo kf-grpo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Every arm trains recipes/tiny-cpu/shortcut.yaml; these are the arguments that differ.
+ARMS: dict[str, list[str]] = {
+    "grpo": ["--kf_preset", "grpo"],
+    "t-grpo": ["--kf_preset", "t-grpo"],
+    "kf-grpo": ["--kf_preset", "kf-grpo"],
+    "kf-grpo-likelihood": ["--kf_preset", "kf-grpo", "--kf_probe_mode", "likelihood"],
+    "grpo-batch": ["--kf_preset", "grpo", "--scale_rewards", "batch"],
+    "kf-grpo-batch": ["--kf_preset", "kf-grpo", "--scale_rewards", "batch"],
+}
+# Split -> (ChronoSynth seed, with the cue). `warm` is the training videos and questions without the cue: the warm
+# start learns to read frames from it, as a pretrained model would have, before RL meets the cue.
+# The three presets, and the lever that lets the bonus act (see the README, "Does KF-GRPO help?") with its control.
+DEFAULT_ARMS = ["grpo", "t-grpo", "kf-grpo", "grpo-batch", "kf-grpo-batch"]
+SPLITS = {"warm": (0, False), "train": (0, True), "test": (1, False), "tune": (2, False)}
+SHORTCUT_LETTER = "A"  # recipes/tiny-cpu/synth-shortcut.yaml
+
+
+class StageTimes(dict):
+    """Stage wall times in seconds, saved as they come, so a resumed run still reports every stage's time."""
+
+    def __init__(self, path: Path):
+        super().__init__(json.loads(path.read_text()) if path.exists() else {})
+        self.path = path
+
+    def __setitem__(self, stage: str, seconds: float):
+        super().__setitem__(stage, seconds)
+        self.path.write_text(json.dumps(self, indent=1))
+
+
+def run(cmd: list[str], log: Path) -> float:
+    """Runs one stage (its output in ``log``); returns its wall time. Stops the benchmark on failure."""
+    start = time.perf_counter()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n  see {log}")
+    return time.perf_counter() - start
+
+
+def kfgrpo(*args) -> list[str]:
+    return [sys.executable, "-m", "kfgrpo.cli", *map(str, args)]
+
+
+def evaluate(model: Path, data: Path, out: Path, args) -> float:
+    return run(
+        kfgrpo(
+            "eval", "--config", "recipes/tiny-cpu/eval.yaml", "--model", model, "--data", data, "--output", out,
+            "--batch_size", args.eval_batch_size,
+        ),
+        out / "eval.log",
+    )  # fmt: skip
+
+
+def eval_summary(out: Path) -> dict:
+    """Held-out numbers of one model from its eval.json and predictions.jsonl."""
+    ev = json.loads((out / "eval.json").read_text())
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    consistent = [p["score"] for p in preds if p["solution"] == SHORTCUT_LETTER]
+    violating = [p["score"] for p in preds if p["solution"] != SHORTCUT_LETTER]
+    return dict(
+        accuracy=ev["accuracy"],
+        accuracy_shuffled=ev["accuracy_shuffled"],
+        frame_sensitivity=ev["frame_sensitivity"],
+        accuracy_consistent=sum(consistent) / max(1, len(consistent)),
+        accuracy_violating=sum(violating) / max(1, len(violating)),
+        num_consistent=len(consistent),
+        num_violating=len(violating),
+        shortcut_answer_rate=sum(p.get("answer") == SHORTCUT_LETTER for p in preds) / len(preds),
+        no_answer_rate=ev["no_answer_rate"],
+    )
+
+
+def train_summary(out: Path) -> dict:
+    """Means over the run of the logged training metrics (first and last quarter for accuracy)."""
+    history = [h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "reward" in h]
+    keys = sorted({k for h in history for k in h if k.startswith("kf/") and "time" not in k})
+    acc = [h["rewards/accuracy_reward/mean"] for h in history]
+    q = max(1, len(acc) // 4)
+    summary = dict(
+        train_accuracy_first_quarter=sum(acc[:q]) / q,
+        train_accuracy_last_quarter=sum(acc[-q:]) / q,
+        frac_reward_zero_std=sum(h.get("frac_reward_zero_std", 0.0) for h in history) / len(history),
+    )
+    for k in keys:
+        values = [h[k] for h in history if k in h]
+        summary[k] = sum(values) / len(values)
+    return summary
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    m = sum(values) / n
+    if n < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
+
+
+def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: int = 15):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def curve(run, key):
+        h = json.loads((work / run["run"] / "trainer_state.json").read_text())["log_history"]
+        y = [x[key] for x in h if key in x]
+        return [sum(y[max(0, i - smooth + 1) : i + 1]) / min(i + 1, smooth) for i in range(len(y))]
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.3))
+    colors = dict(zip(ARMS, ("tab:gray", "tab:blue", "tab:red", "tab:purple", "black", "tab:orange")))
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = [r for r in runs if r["arm"] == arm]
+        for ax, key in zip(axes[:2], ("rewards/accuracy_reward/mean", "kf/shuffle/gap")):
+            curves = [c for c in (curve(r, key) for r in mine) if c]
+            if not curves:
+                continue
+            n = min(map(len, curves))
+            mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+            for c in curves:
+                ax.plot(c[:n], color=colors.get(arm), alpha=0.2, lw=1)
+            ax.plot(mean, color=colors.get(arm), lw=2, label=f"{arm} ({len(curves)} seeds)")
+        axes[2].scatter(
+            [r["accuracy_violating"] for r in mine], [r["shortcut_answer_rate"] for r in mine], color=colors.get(arm),
+            label=arm, s=40,
+        )  # fmt: skip
+    if warm:
+        axes[2].scatter([warm["accuracy_violating"]], [warm["shortcut_answer_rate"]], marker="*", s=160, color="k",
+                        label="SFT warm start")  # fmt: skip
+    axes[0].set_title("training accuracy (the answer is A 80 % of the time)")
+    axes[0].axhline(0.8, color="k", lw=0.8, ls=":")
+    axes[0].text(0, 0.805, "always A", fontsize=8)
+    axes[1].set_title("accuracy lost on shuffled frames while training (p − p̃)")
+    axes[2].set_title("held-out, one point per run")
+    axes[2].set_xlabel("accuracy on questions whose answer is not A")
+    axes[2].set_ylabel("share of answers that are A")
+    for ax in axes[:2]:
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"running mean over {smooth} steps")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="outputs/bench-shortcut")
+    ap.add_argument("--data", default="data/shortcut")
+    ap.add_argument("--split", default="test", choices=["test", "tune"], help="held-out split to evaluate on")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="RL seeds (0 is the tuning seed)")
+    ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
+    ap.add_argument("--train-videos", type=int, default=400)
+    ap.add_argument("--eval-videos", type=int, default=200)
+    ap.add_argument("--sft-epochs", type=float, default=16, help="SFT epochs of the warm start (sft.yaml: 16)")
+    ap.add_argument("--warm-start", default=None, help="an existing warm start instead (e.g. outputs/tiny-cpu/sft)")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `kfgrpo train` arguments, every arm")
+    ap.add_argument("--eval-batch-size", type=int, default=50)
+    ap.add_argument("--results", default="benchmarks/results/shortcut.json")
+    ap.add_argument("--plot", default="benchmarks/results/shortcut.png")
+    args = ap.parse_args()
+
+    work, data = Path(args.workdir), Path(args.data)
+    work.mkdir(parents=True, exist_ok=True)
+    # Stage wall times, kept across resumed invocations (a stage that is skipped keeps the time it took).
+    times = StageTimes(work / "times.json")
+    base = work / "base-model"
+    if not (base / "config.json").exists():
+        times["base model"] = run(kfgrpo("tiny-model", "--output", base, "--size", "small", "--seed", 0),
+                                  work / "tiny-model.log")  # fmt: skip
+    splits = [("train", args.train_videos), (args.split, args.eval_videos)]
+    if args.warm_start is None:
+        splits.insert(0, ("warm", args.train_videos))
+    for split, n in splits:
+        seed, cue = SPLITS[split]
+        if not (data / split / "manifest.jsonl").exists():
+            (data / split).mkdir(parents=True, exist_ok=True)
+            # The warm split is the CPU demo's training data (recipes/tiny-cpu/synth.yaml: order and count, no cue).
+            extra = [] if cue else ["--shortcut", "none"]
+            extra += ["--families", "order", "count"] if split == "warm" else []
+            times[f"synth {split}"] = run(
+                kfgrpo(
+                    "synth",
+                    "--config",
+                    "recipes/tiny-cpu/synth-shortcut.yaml",
+                    *extra,
+                    "--output",
+                    data / split,
+                    "--num-videos",
+                    n,
+                    "--seed",
+                    seed,
+                ),  # fmt: skip
+                data / f"{split}.log",
+            )
+    for split in [s for s, _ in splits if s in ("warm", "train")]:
+        if not (data / f"{split}-tad" / "dataset_info.json").exists():
+            times[f"tad {split}"] = run(
+                kfgrpo(
+                    "tad",
+                    "--config",
+                    "recipes/tiny-cpu/tad.yaml",
+                    "--manifest",
+                    data / split / "manifest.jsonl",
+                    "--output",
+                    data / f"{split}-tad",
+                    "--num-frames",
+                    8,
+                ),  # fmt: skip
+                data / f"tad-{split}.log",
+            )
+    cache = data / "train-tad"
+    sft = Path(args.warm_start) if args.warm_start else work / "sft"
+    if not (sft / "model.safetensors").exists():
+        times["sft"] = run(
+            kfgrpo(
+                "sft",
+                "--config",
+                "recipes/tiny-cpu/sft.yaml",
+                "--model_name_or_path",
+                base,
+                "--dataset_name",
+                data / "warm-tad",
+                "--num_train_epochs",
+                args.sft_epochs,
+                "--output_dir",
+                sft,
+            ),  # fmt: skip
+            work / "sft.log",
+        )
+    held_out = data / args.split / "manifest.jsonl"
+    warm_out = work / f"warm-start-eval-{args.split}"
+    if not (warm_out / "eval.json").exists():
+        warm_out.mkdir(parents=True, exist_ok=True)
+        times["eval warm start"] = evaluate(sft, held_out, warm_out, args)
+    warm = dict(run=warm_out.name, **eval_summary(warm_out))
+    print(f"warm start ({sft.name}): " + ", ".join(f"{k} {v:.3f}" for k, v in warm.items() if isinstance(v, float)))
+
+    runs = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            name = f"{arm}-s{seed}"
+            out = work / name
+            if not (out / "trainer_state.json").exists():
+                times[f"train {name}"] = run(
+                    kfgrpo("train", "--config", "recipes/tiny-cpu/shortcut.yaml", *ARMS[arm], "--seed", seed,
+                           "--model_name_or_path", sft, "--dataset_name", cache, "--output_dir", out, *args.extra),
+                    work / f"{name}.log",
+                )  # fmt: skip
+                (out / f"eval-{args.split}").mkdir(parents=True, exist_ok=True)
+            ev = out / f"eval-{args.split}"
+            if not (ev / "eval.json").exists():
+                ev.mkdir(parents=True, exist_ok=True)
+                times[f"eval {name}"] = evaluate(out, held_out, ev, args)
+            r = dict(run=name, arm=arm, preset=ARMS[arm][1], seed=seed, split=args.split, arguments=ARMS[arm])
+            r.update(eval_summary(ev), **train_summary(out))
+            runs.append(r)
+            print(f"{name}: accuracy {r['accuracy']:.3f}, frame sensitivity {r['frame_sensitivity']:+.3f}, "
+                  f"consistent {r['accuracy_consistent']:.3f}, violating {r['accuracy_violating']:.3f}, "
+                  f"answers A {r['shortcut_answer_rate']:.2f}", flush=True)  # fmt: skip
+
+    table = {}
+    for arm in args.arms:
+        mine = [r for r in runs if r["arm"] == arm]
+        table[arm] = {k: mean_se([r[k] for r in mine]) for k in (
+            "accuracy", "frame_sensitivity", "accuracy_consistent", "accuracy_violating", "shortcut_answer_rate")}  # fmt: skip
+    print(f"\nheld-out split {args.split!r}, mean ± SE over seeds {args.seeds}; warm start accuracy "
+          f"{warm['accuracy']:.3f}, frame sensitivity {warm['frame_sensitivity']:+.3f}")  # fmt: skip
+    print(f"{'arm':<20}{'accuracy':>16}{'frame sens.':>16}{'consistent':>16}{'violating':>16}{'answers A':>16}")
+    for arm, row in table.items():
+        print(f"{arm:<20}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in row.values()))
+    for arm in args.arms:
+        if arm != "grpo" and "grpo" in table:
+            (ma, sa), (mb, sb) = table[arm]["accuracy"], table["grpo"]["accuracy"]
+            se = math.sqrt(sa**2 + sb**2)
+            print(
+                f"{arm} − grpo: {ma - mb:+.3f} ± {se:.3f} (difference / SE = {(ma - mb) / se if se else float('nan'):+.2f})"
+            )
+    results = dict(
+        command=" ".join(["python", *sys.argv]),
+        split=args.split,
+        seeds=args.seeds,
+        sft_epochs=args.sft_epochs,
+        extra_train_args=args.extra,
+        warm_start=warm,
+        summary={arm: {k: dict(mean=m, se=s) for k, (m, s) in row.items()} for arm, row in table.items()},
+        runs=runs,
+        seconds=times,
+        total_minutes=round(sum(times.values()) / 60, 1),
+    )
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(results, indent=2))
+    plot(runs, work, Path(args.plot), warm)
+    print(
+        f"wrote {args.results} and {args.plot}; stage times (s): {json.dumps({k: round(v) for k, v in times.items()})}"
+    )
+
+
+if __name__ == "__main__":
+    main()
