@@ -139,7 +139,7 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
 
     # The checkpoint gets weights of its own (a random model has not moved in 2 steps), so the resumed run must
     # continue from them: transformers 5.17 alone would continue from the initial weights
-    # (KFGRPOTrainer._load_from_checkpoint). One more step at lr 1e-5 moves a weight by about 1e-5.
+    # (kfgrpo.model_utils.ResumeWeightsMixin). One more step at lr 1e-5 moves a weight by about 1e-5.
     moved = AutoModelForImageTextToText.from_pretrained(out / "checkpoint-2")
     with torch.no_grad():
         for p in moved.parameters():

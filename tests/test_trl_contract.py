@@ -27,7 +27,7 @@ def test_overridden_hook_signature():
         "completion_ids_list",
     ]
     overridden = {name for name, fn in vars(KFGRPOTrainer).items() if callable(fn) and hasattr(GRPOTrainer, name)}
-    assert overridden == {"__init__", "_calculate_rewards", "create_model_card", "_load_from_checkpoint"}
+    assert overridden == {"__init__", "_calculate_rewards", "create_model_card"}
     from trl.trainer.base_trainer import _BaseTrainer
 
     assert _params(_BaseTrainer.create_model_card) == ["self", "model_name", "dataset_name", "tags"]
@@ -35,15 +35,19 @@ def test_overridden_hook_signature():
 
 def test_resume_hook_still_needs_the_fix():
     """transformers' own resume loads the checkpoint without the key mapping that save_pretrained reverted
-    (huggingface/transformers#43701); KFGRPOTrainer._load_from_checkpoint works around it. When this fails,
+    (huggingface/transformers#43701); kfgrpo.model_utils.ResumeWeightsMixin works around it. When this fails,
     transformers applies the mapping itself: drop the override."""
     import transformers
     from transformers import Trainer
 
-    assert transformers.__version__ == "5.17.0", "re-check KFGRPOTrainer._load_from_checkpoint before moving"
+    assert transformers.__version__ == "5.17.0", "re-check model_utils.ResumeWeightsMixin before moving"
     assert _params(Trainer._load_from_checkpoint) == ["self", "resume_from_checkpoint", "model"]
     source = inspect.getsource(Trainer._load_from_checkpoint)
     assert "load_state_dict(state_dict, False)" in source and "conversion" not in source
+    from kfgrpo.model_utils import ResumeWeightsMixin
+    from kfgrpo.sft import KFSFTTrainer
+
+    assert issubclass(KFGRPOTrainer, ResumeWeightsMixin) and issubclass(KFSFTTrainer, ResumeWeightsMixin)
 
 
 def test_hooks_the_probes_call():

@@ -125,3 +125,28 @@ def resolved_config(script_args, training_args, model_args) -> dict:
 
 def print_resolved(script_args, training_args, model_args) -> None:
     print(json.dumps(resolved_config(script_args, training_args, model_args), indent=2, default=str))
+
+
+class ResumeWeightsMixin:
+    """Makes a transformers ``Trainer`` resume with the checkpoint's weights (``KFGRPOTrainer``, ``kfgrpo sft``).
+
+    transformers 5.17 resumes by ``load_state_dict`` on ``model.safetensors`` as written, but ``save_pretrained``
+    writes it in the original checkpoint layout (its conversion mapping reverted: Qwen2.5-VL's ``model.layers.*`` for
+    ``model.language_model.layers.*``). No weight matches, so the run would go on from the initial weights with the
+    restored step and optimizer, only warning about missing keys (huggingface/transformers#43701). A plain resume
+    (DeepSpeed, FSDP and PEFT load otherwise) reads the checkpoint with ``from_pretrained``, which applies the
+    mapping, and copies it in strictly. tests/test_trl_contract.py fails once transformers maps the keys itself.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = self.model if model is None else model
+        unwrapped = self.accelerator.unwrap_model(model)
+        has_weights = any(
+            os.path.isfile(os.path.join(resume_from_checkpoint, name))
+            for name in ("model.safetensors", "model.safetensors.index.json")
+        )
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(unwrapped, "peft_config") or not has_weights:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(unwrapped.parameters()).dtype
+        loaded = type(unwrapped).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        unwrapped.load_state_dict(loaded.state_dict(), strict=True)

@@ -94,7 +94,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     data = data.remove_columns([c for c in data.column_names if c not in keep])
     if frame_join_of(data) is not None:
         training_args.remove_unused_columns = False  # columns are pruned above; the join still needs frames_key
-    trainer = SFTTrainer(
+    trainer = KFSFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=data,
@@ -107,6 +107,10 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
     return trainer
+
+
+class KFSFTTrainer(model_utils.ResumeWeightsMixin, SFTTrainer):
+    """TRL's ``SFTTrainer`` that resumes with the checkpoint's weights (``model_utils.ResumeWeightsMixin``)."""
 
 
 def cli(argv: list[str] | None = None):

@@ -26,7 +26,6 @@ embedding cache is reset after every weight sync, and vision placeholder tokens 
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
@@ -36,6 +35,7 @@ from trl.data_utils import apply_chat_template, is_conversational
 from trl.trainer.utils import pad
 
 from .config import KFGRPOConfig
+from .model_utils import ResumeWeightsMixin
 from .probes import ORDER_PROBES, perturb_row, probe_prompt, probe_rng, saliency_gap
 from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
 from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
@@ -54,7 +54,7 @@ _LOGPS_FORWARD_KEYS = (
 )
 
 
-class KFGRPOTrainer(GRPOTrainer):
+class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
     """GRPO with keyframe probes. ``args`` is a [`KFGRPOConfig`]; with ``kf_preset="grpo"`` it is plain GRPO."""
 
     _tag_names = ["trl", "grpo", "kfgrpo", "kf-grpo"]
@@ -108,26 +108,6 @@ class KFGRPOTrainer(GRPOTrainer):
 
             description = getattr(getattr(self.train_dataset, "info", None), "description", None)
             append_kfgrpo_card_section(self.args.output_dir, self.args, description, self.state.log_history)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Resume with the checkpoint's weights. transformers 5.17 loads ``model.safetensors`` with ``load_state_dict``
-        as written, but ``save_pretrained`` writes it in the original checkpoint layout (its conversion mapping
-        reverted: Qwen2.5-VL's ``model.layers.*`` for ``model.language_model.layers.*``), so no weight matches and
-        the run would go on from the initial weights with the restored step and optimizer, only warning about
-        missing keys (huggingface/transformers#43701). A plain resume (no DeepSpeed, FSDP or PEFT, which load
-        otherwise) reads the checkpoint with ``from_pretrained``, which applies the mapping, and copies it in
-        strictly. A transformers Trainer hook, not TRL's; tests/test_trl_contract.py checks its signature."""
-        model = self.model if model is None else model
-        single = os.path.isfile(os.path.join(resume_from_checkpoint, "model.safetensors")) or os.path.isfile(
-            os.path.join(resume_from_checkpoint, "model.safetensors.index.json")
-        )
-        unwrapped = self.accelerator.unwrap_model(model)
-        if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(unwrapped, "peft_config") or not single:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        dtype = next(unwrapped.parameters()).dtype
-        loaded = type(unwrapped).from_pretrained(resume_from_checkpoint, dtype=dtype)
-        unwrapped.load_state_dict(loaded.state_dict(), strict=True)
-        del loaded
 
     # ------------------------------------------------------------------------------------------------------------
     # The one overridden TRL-internal hook
