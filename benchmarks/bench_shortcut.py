@@ -290,7 +290,6 @@ def main():
                            "--model_name_or_path", sft, "--dataset_name", cache, "--output_dir", out, *args.extra),
                     work / f"{name}.log",
                 )  # fmt: skip
-                (out / f"eval-{args.split}").mkdir(parents=True, exist_ok=True)
             ev = out / f"eval-{args.split}"
             if not (ev / "eval.json").exists():
                 ev.mkdir(parents=True, exist_ok=True)
