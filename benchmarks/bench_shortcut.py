@@ -42,17 +42,22 @@ from pathlib import Path
 ARMS: dict[str, list[str]] = {
     "grpo": ["--kf_preset", "grpo"],
     "t-grpo": ["--kf_preset", "t-grpo"],
-    "kf-grpo": ["--kf_preset", "kf-grpo"],
-    "kf-grpo-likelihood": ["--kf_preset", "kf-grpo", "--kf_probe_mode", "likelihood"],
+    # the method spec's per-group rule with sampled probes (the kf-grpo preset before kf_reward existed)
+    "kf-grpo-group": ["--kf_preset", "kf-grpo", "--kf_reward", "group"],
+    "kf-grpo": ["--kf_preset", "kf-grpo"],  # the preset's default: kf_reward rank
+    "kf-grpo-shape": ["--kf_preset", "kf-grpo", "--kf_reward", "shape"],
+    "kf-grpo-gate": ["--kf_preset", "kf-grpo", "--kf_reward", "gate"],
     "grpo-batch": ["--kf_preset", "grpo", "--scale_rewards", "batch"],
-    "kf-grpo-batch": ["--kf_preset", "kf-grpo", "--scale_rewards", "batch"],
+    "kf-grpo-group-batch": ["--kf_preset", "kf-grpo", "--kf_reward", "group", "--scale_rewards", "batch"],
 }
 # Split -> (ChronoSynth seed, with the cue). `warm` is the training videos and questions without the cue: the warm
 # start learns to read frames from it, as a pretrained model would have, before RL meets the cue.
-# The three presets, and the lever that lets the bonus act (see the README, "Does KF-GRPO help?") with its control.
-DEFAULT_ARMS = ["grpo", "t-grpo", "kf-grpo", "grpo-batch", "kf-grpo-batch"]
+# `grpo` and the new default over --seeds (paired by seed), the baselines over --baseline-seeds.
+MAIN_ARMS = ["grpo", "kf-grpo"]
+DEFAULT_ARMS = ["grpo", "kf-grpo", "t-grpo", "kf-grpo-group"]
 SPLITS = {"warm": (0, False), "train": (0, True), "test": (1, False), "tune": (2, False)}
 SHORTCUT_LETTER = "A"  # recipes/tiny-cpu/synth-shortcut.yaml
+SHORTCUTS = ("answer_position", "option_length")
 
 
 class StageTimes(dict):
@@ -93,7 +98,8 @@ def evaluate(model: Path, data: Path, out: Path, args) -> float:
 
 
 def eval_summary(out: Path) -> dict:
-    """Held-out numbers of one model from its eval.json and predictions.jsonl."""
+    """Held-out numbers of one model from its eval.json and predictions.jsonl. "Consistent" questions are those whose
+    answer is the cue's letter (``answer_position``; in the held-out split about a quarter, by chance)."""
     ev = json.loads((out / "eval.json").read_text())
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
     consistent = [p["score"] for p in preds if p["solution"] == SHORTCUT_LETTER]
@@ -128,6 +134,17 @@ def train_summary(out: Path) -> dict:
     return summary
 
 
+def paired(runs: list[dict], arm: str, base: str, key: str = "accuracy") -> tuple[float, float, int]:
+    """Mean and SE of the per-seed difference arm − base (same seed: same warm start and first rollouts)."""
+    a = {r["seed"]: r[key] for r in runs if r["arm"] == arm}
+    b = {r["seed"]: r[key] for r in runs if r["arm"] == base}
+    diffs = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    if not diffs:
+        return float("nan"), float("nan"), 0
+    m, se = mean_se(diffs)
+    return m, se, len(diffs)
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     n = len(values)
     m = sum(values) / n
@@ -148,10 +165,11 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
         return [sum(y[max(0, i - smooth + 1) : i + 1]) / min(i + 1, smooth) for i in range(len(y))]
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.3))
-    colors = dict(zip(ARMS, ("tab:gray", "tab:blue", "tab:red", "tab:purple", "black", "tab:orange")))
+    colors = dict(zip(ARMS, ("tab:gray", "tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "black",
+                             "tab:brown")))  # fmt: skip
     for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == arm]
-        for ax, key in zip(axes[:2], ("rewards/accuracy_reward/mean", "kf/shuffle/gap")):
+        for ax, key in zip(axes[:2], ("rewards/accuracy_reward/mean", "kf/reliance/mean")):
             curves = [c for c in (curve(r, key) for r in mine) if c]
             if not curves:
                 continue
@@ -170,7 +188,7 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
     axes[0].set_title("training accuracy (the answer is A 80 % of the time)")
     axes[0].axhline(0.8, color="k", lw=0.8, ls=":")
     axes[0].text(0, 0.805, "always A", fontsize=8)
-    axes[1].set_title("accuracy lost on shuffled frames while training (p − p̃)")
+    axes[1].set_title("frame reliance D of the rollouts while training (nats/token)")
     axes[2].set_title("held-out, one point per run")
     axes[2].set_xlabel("accuracy on questions whose answer is not A")
     axes[2].set_ylabel("share of answers that are A")
@@ -188,11 +206,17 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", default="outputs/bench-shortcut")
-    ap.add_argument("--data", default="data/shortcut")
+    ap.add_argument("--shortcut", default="answer_position", choices=SHORTCUTS, help="the cue of the training split")
+    ap.add_argument("--workdir", default=None, help="default outputs/bench-shortcut[-<shortcut>]")
+    ap.add_argument("--data", default=None, help="default data/shortcut[-<shortcut>]")
     ap.add_argument("--split", default="test", choices=["test", "tune"], help="held-out split to evaluate on")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="RL seeds (0 is the tuning seed)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                    help=f"RL seeds of {MAIN_ARMS} (0 is the tuning seed)")  # fmt: skip
+    ap.add_argument("--baseline-seeds", type=int, nargs="+", default=[1, 2, 3], help="RL seeds of the other arms")
     ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
+    ap.add_argument("--prepare", action="store_true", help="stop after the data, the warm start and its evaluation")
+    ap.add_argument("--auc-questions", type=int, default=40,
+                    help="questions of the AUC diagnostic (benchmarks/bench_reliance_auc.py); 0 skips it")  # fmt: skip
     ap.add_argument("--train-videos", type=int, default=400)
     ap.add_argument("--eval-videos", type=int, default=200)
     ap.add_argument("--sft-epochs", type=float, default=16, help="SFT epochs of the warm start (sft.yaml: 16)")
@@ -203,7 +227,9 @@ def main():
     ap.add_argument("--plot", default="benchmarks/results/shortcut.png")
     args = ap.parse_args()
 
-    work, data = Path(args.workdir), Path(args.data)
+    suffix = "" if args.shortcut == "answer_position" else f"-{args.shortcut}"
+    work = Path(args.workdir or f"outputs/bench-shortcut{suffix}")
+    data = Path(args.data or f"data/shortcut{suffix}")
     work.mkdir(parents=True, exist_ok=True)
     # Stage wall times, kept across resumed invocations (a stage that is skipped keeps the time it took).
     times = StageTimes(work / "times.json")
@@ -219,7 +245,7 @@ def main():
         if not (data / split / "manifest.jsonl").exists():
             (data / split).mkdir(parents=True, exist_ok=True)
             # The warm split is the CPU demo's training data (recipes/tiny-cpu/synth.yaml: order and count, no cue).
-            extra = [] if cue else ["--shortcut", "none"]
+            extra = ["--shortcut", args.shortcut if cue else "none"]
             extra += ["--families", "order", "count"] if split == "warm" else []
             times[f"synth {split}"] = run(
                 kfgrpo(
@@ -278,54 +304,82 @@ def main():
         times["eval warm start"] = evaluate(sft, held_out, warm_out, args)
     warm = dict(run=warm_out.name, **eval_summary(warm_out))
     print(f"warm start ({sft.name}): " + ", ".join(f"{k} {v:.3f}" for k, v in warm.items() if isinstance(v, float)))
+    # Does D separate answers that follow their trace from answers that do not, on the cue split? (warm start)
+    auc = {}
+    if args.auc_questions:
+        auc["warm start"] = reliance_auc(sft, cache, work / "auc-warm-start.json", args, times, "auc warm start")
+    if args.prepare:
+        return
 
     runs = []
-    for seed in args.seeds:
-        for arm in args.arms:
-            name = f"{arm}-s{seed}"
-            out = work / name
-            if not (out / "trainer_state.json").exists():
-                times[f"train {name}"] = run(
-                    kfgrpo("train", "--config", "recipes/tiny-cpu/shortcut.yaml", *ARMS[arm], "--seed", seed,
-                           "--model_name_or_path", sft, "--dataset_name", cache, "--output_dir", out, *args.extra),
-                    work / f"{name}.log",
-                )  # fmt: skip
-            ev = out / f"eval-{args.split}"
-            if not (ev / "eval.json").exists():
-                ev.mkdir(parents=True, exist_ok=True)
-                times[f"eval {name}"] = evaluate(out, held_out, ev, args)
-            r = dict(run=name, arm=arm, preset=ARMS[arm][1], seed=seed, split=args.split, arguments=ARMS[arm])
-            r.update(eval_summary(ev), **train_summary(out))
-            runs.append(r)
-            print(f"{name}: accuracy {r['accuracy']:.3f}, frame sensitivity {r['frame_sensitivity']:+.3f}, "
-                  f"consistent {r['accuracy_consistent']:.3f}, violating {r['accuracy_violating']:.3f}, "
-                  f"answers A {r['shortcut_answer_rate']:.2f}", flush=True)  # fmt: skip
+    plan = [(arm, seed) for seed in sorted(set(args.seeds) | set(args.baseline_seeds)) for arm in args.arms
+            if seed in (args.seeds if arm in MAIN_ARMS else args.baseline_seeds)]  # fmt: skip
+    for arm, seed in plan:
+        name = f"{arm}-s{seed}"
+        out = work / name
+        if not (out / "trainer_state.json").exists():
+            times[f"train {name}"] = run(
+                kfgrpo("train", "--config", "recipes/tiny-cpu/shortcut.yaml", *ARMS[arm], "--seed", seed,
+                       "--model_name_or_path", sft, "--dataset_name", cache, "--output_dir", out, *args.extra),
+                work / f"{name}.log",
+            )  # fmt: skip
+        ev = out / f"eval-{args.split}"
+        if not (ev / "eval.json").exists():
+            ev.mkdir(parents=True, exist_ok=True)
+            times[f"eval {name}"] = evaluate(out, held_out, ev, args)
+        r = dict(run=name, arm=arm, preset=ARMS[arm][1], seed=seed, split=args.split, arguments=ARMS[arm])
+        r.update(eval_summary(ev), **train_summary(out))
+        runs.append(r)
+        print(f"{name}: accuracy {r['accuracy']:.3f}, frame sensitivity {r['frame_sensitivity']:+.3f}, "
+              f"consistent {r['accuracy_consistent']:.3f}, violating {r['accuracy_violating']:.3f}, "
+              f"answers A {r['shortcut_answer_rate']:.2f}", flush=True)  # fmt: skip
+    # The AUC diagnostic on the policies the new default trained (seed 1), scored also by the warm start.
+    trained = work / f"kf-grpo-s{min(args.seeds)}"
+    if args.auc_questions and "kf-grpo" in args.arms and (trained / "model.safetensors").exists():
+        auc["kf-grpo"] = reliance_auc(trained, cache, work / "auc-kf-grpo.json", args, times, "auc kf-grpo",
+                                      reference=sft)  # fmt: skip
+    grpo_trained = work / f"grpo-s{min(args.seeds)}"
+    if args.auc_questions and "grpo" in args.arms and (grpo_trained / "model.safetensors").exists():
+        auc["grpo"] = reliance_auc(grpo_trained, cache, work / "auc-grpo.json", args, times, "auc grpo")
 
+    keys = ("accuracy", "frame_sensitivity", "accuracy_consistent", "accuracy_violating", "shortcut_answer_rate")
     table = {}
     for arm in args.arms:
         mine = [r for r in runs if r["arm"] == arm]
-        table[arm] = {k: mean_se([r[k] for r in mine]) for k in (
-            "accuracy", "frame_sensitivity", "accuracy_consistent", "accuracy_violating", "shortcut_answer_rate")}  # fmt: skip
-    print(f"\nheld-out split {args.split!r}, mean ± SE over seeds {args.seeds}; warm start accuracy "
+        table[arm] = {k: mean_se([r[k] for r in mine]) for k in keys}
+    print(f"\nheld-out split {args.split!r}, mean ± SE over seeds; warm start accuracy "
           f"{warm['accuracy']:.3f}, frame sensitivity {warm['frame_sensitivity']:+.3f}")  # fmt: skip
-    print(f"{'arm':<20}{'accuracy':>16}{'frame sens.':>16}{'consistent':>16}{'violating':>16}{'answers A':>16}")
+    print(
+        f"{'arm':<22}{'seeds':>6}{'accuracy':>16}{'frame sens.':>16}{'consistent':>16}{'violating':>16}{'answers A':>16}"
+    )
     for arm, row in table.items():
-        print(f"{arm:<20}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in row.values()))
+        n = sum(r["arm"] == arm for r in runs)
+        print(f"{arm:<22}{n:>6}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in row.values()))
+    differences = {}
     for arm in args.arms:
         if arm != "grpo" and "grpo" in table:
-            (ma, sa), (mb, sb) = table[arm]["accuracy"], table["grpo"]["accuracy"]
-            se = math.sqrt(sa**2 + sb**2)
-            print(
-                f"{arm} − grpo: {ma - mb:+.3f} ± {se:.3f} (difference / SE = {(ma - mb) / se if se else float('nan'):+.2f})"
-            )
+            differences[arm] = {}
+            for key in ("accuracy", "frame_sensitivity"):
+                m, se, n = paired(runs, arm, "grpo", key)
+                differences[arm][key] = dict(mean=m, se=se, seeds=n)
+            d = differences[arm]["accuracy"]
+            print(f"{arm} − grpo, paired over {d['seeds']} seeds: accuracy {d['mean']:+.3f} ± {d['se']:.3f} "
+                  f"({d['mean'] / d['se'] if d['se'] else float('nan'):+.2f} SE), frame sensitivity "
+                  f"{differences[arm]['frame_sensitivity']['mean']:+.3f} ± {differences[arm]['frame_sensitivity']['se']:.3f}")  # fmt: skip
+    for name, summary in auc.items():
+        print(f"AUC diagnostic, {name}: " + json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}))
     results = dict(
         command=" ".join(["python", *sys.argv]),
+        shortcut=args.shortcut,
         split=args.split,
         seeds=args.seeds,
+        baseline_seeds=args.baseline_seeds,
         sft_epochs=args.sft_epochs,
         extra_train_args=args.extra,
         warm_start=warm,
         summary={arm: {k: dict(mean=m, se=s) for k, (m, s) in row.items()} for arm, row in table.items()},
+        paired_difference_vs_grpo=differences,
+        auc_diagnostic=auc,
         runs=runs,
         seconds=times,
         total_minutes=round(sum(times.values()) / 60, 1),
@@ -336,6 +390,17 @@ def main():
     print(
         f"wrote {args.results} and {args.plot}; stage times (s): {json.dumps({k: round(v) for k, v in times.items()})}"
     )
+
+
+def reliance_auc(model: Path, cache: Path, output: Path, args, times: StageTimes, stage: str, reference=None):
+    """benchmarks/bench_reliance_auc.py on ``model`` (its summary is cached in ``output``)."""
+    if not output.exists():
+        cmd = [sys.executable, str(Path(__file__).with_name("bench_reliance_auc.py")), "--model", model,
+               "--data", cache, "--questions", args.auc_questions, "--output", output]  # fmt: skip
+        if reference is not None:
+            cmd += ["--reference", reference]
+        times[stage] = run([str(c) for c in cmd], output.with_suffix(".log"))
+    return json.loads(output.read_text())["summary"]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ rank's generator draws differently; with sampling the comparison could only be s
 deterministic on CPU, and the runs agree bit for bit (asserted to 1e-6). With ``top_k: 1`` a group's G completions are
 identical, so advantages are 0 and the weights do not move: the comparison covers what KF-GRPO adds (probe building,
 probe generation or forward under DDP / ZeRO-3 partitioning, gathering, the per-group bonus, the metrics), not the
-optimizer step, which is TRL's and DeepSpeed's. The accuracy is ``kfgrpo.testing.multirank.text_hash_score``, which
+optimizer step, which is TRL's and DeepSpeed's. For the per-completion reward (``rank``) the same holds completion by
+completion: reliance per probe, real-frame log-likelihood, centred rank and reward column; identical completions tie, so
+the column is 0 here, and the ranking itself is tested in-process (tests/test_trainer.py). The accuracy is ``kfgrpo.testing.multirank.text_hash_score``, which
 spreads a random-weight model's answers over [0, 1] so that every gate of the bonus is exercised.
 """
 
@@ -32,12 +34,16 @@ def _port() -> int:
 
 
 def _args(model, cache, out, mode, per_device):
-    return [
+    # mode: `sample` / `likelihood` probes of the group rule, or `rank` (the per-completion reliance reward; the
+    # random model's completions are unlikely, so its likelihood and noise floors are lowered)
+    kf = ["--kf_reward", "group", "--kf_probe_mode", mode] if mode != "rank" else [
+        "--kf_reward", "rank", "--kf_likelihood_floor=-1e9", "--kf_reliance_noise_floor", "0"]
+    return kf + [
         "--config", str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"),
         "--model_name_or_path", model, "--dataset_name", str(cache), "--output_dir", str(out),
         "--max_steps", str(STEPS), "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none",
         "--reward_funcs", "kfgrpo.testing.multirank.text_hash_score", "format",
-        "--kf_accuracy_reward", "text_hash_score", "--kf_probe_mode", mode, "--top_k", "1",
+        "--kf_accuracy_reward", "text_hash_score", "--top_k", "1",
         "--max_completion_length", "16", "--num_generations", "4", "--kf_probe_generations", "2",
         "--per_device_train_batch_size", str(per_device),
     ]  # fmt: skip
@@ -85,16 +91,23 @@ def _assert_same(single, ranks, distributed_type):
         # the same prompts, each group on one rank, in the same global order
         assert a["local_ids"] == b0["local_ids"] + b1["local_ids"], step
         assert len(b0["local_ids"]) == len(b1["local_ids"]) == 2
-        for key in ("real_accuracy", "probe_scores", "saliency_gap", "bonus"):
+        for key in ("real_accuracy", "probe_scores", "saliency_gap", "bonus", "real_logp", "centred"):
+            if a.get(key) is None:  # not recorded by this kind of reward
+                assert b0.get(key) is None, (step, key)
+                continue
             assert b0[key] == b1[key], (step, key)  # every rank computes the bonus on the same gathered tensors
             assert _flat(a[key]) == pytest.approx(_flat(b0[key]), abs=1e-6), (step, key)
     assert len(ref["metrics"]) == len(ranks[0]["metrics"]) == STEPS
     for m_ref, m in zip(ref["metrics"], ranks[0]["metrics"]):
         assert m.keys() == m_ref.keys()
         assert m == pytest.approx(m_ref, abs=1e-6)
-    # the comparison is not vacuous: some groups earn a bonus, some do not
+    # the comparison is not vacuous: some groups earn a bonus, some do not; per-completion reliance varies
     bonus = [b for s in ref["steps"] for b in _flat(s["bonus"])]
-    assert any(b > 0 for b in bonus)
+    if "real_logp" in ref["steps"][0]:
+        reliance = [x for s in ref["steps"] for x in _flat(s["probe_scores"])]
+        assert len(set(reliance)) > 4 and len(bonus) == 2 * 16
+    else:
+        assert any(b > 0 for b in bonus)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +125,7 @@ def _single(runs, mode):
     return runs["single"][mode]
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "rank"])
 def test_ddp_two_ranks_equal_one_process(runs, mode):
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "ddp")
     _assert_same(_single(runs, mode), ranks, "DistributedType.MULTI_CPU")

@@ -70,21 +70,33 @@ def test_grpo_preset_reproduces_plain_trl_exactly(tiny_model_dir, train_ds, tmp_
     assert ours.reward_func_names == plain.reward_func_names  # no extra column
 
 
-@pytest.mark.parametrize("preset,mode", [("t-grpo", "sample"), ("kf-grpo", "sample"), ("kf-grpo", "likelihood")])
-def test_presets_train_and_log_probe_metrics(tiny_model_dir, train_ds, tmp_path, preset, mode):
+@pytest.mark.parametrize(
+    "preset,reward,mode",
+    [("t-grpo", None, "sample"), ("kf-grpo", "group", "sample"), ("kf-grpo", "group", "likelihood"),
+     ("kf-grpo", None, "sample")],
+)  # fmt: skip
+def test_presets_train_and_log_probe_metrics(tiny_model_dir, train_ds, tmp_path, preset, reward, mode):
+    kw = {"kf_reward": reward} if reward else {}
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [accuracy_reward, format_reward],
-        args=_kf(tmp_path, max_steps=2, kf_preset=preset, kf_probe_mode=mode),
+        args=_kf(tmp_path, max_steps=2, kf_preset=preset, kf_probe_mode=mode, **kw),
         train_dataset=train_ds,
     )
     trainer.train()
     logs = trainer.state.log_history[0]
     assert trainer.reward_func_names[-1] == "kf_contrastive_reward"
     for probe in trainer.args.kf_probes:
-        assert f"kf/{probe}/gap" in logs and f"kf/{probe}/bonus" in logs
-        if mode == "sample":
-            assert f"kf/{probe}/accuracy" in logs
+        if trainer.args.kf_reward == "group":
+            assert f"kf/{probe}/gap" in logs and f"kf/{probe}/bonus" in logs
+            if mode == "sample":
+                assert f"kf/{probe}/accuracy" in logs
+        else:
+            assert f"kf/{probe}/reliance" in logs
+    if trainer.args.kf_reward != "group":
+        for key in ("mean", "std", "eligible", "ranked_groups"):
+            assert f"kf/reliance/{key}" in logs
+        assert "kf/real/logp" in logs and "entropy" in logs and "completions/mean_length" in logs
     assert "kf/real/accuracy" in logs and "rewards/kf_contrastive_reward/mean" in logs and "kf/probe_time" in logs
 
 
@@ -104,7 +116,7 @@ def test_bonus_goes_to_correct_real_rollouts_and_advantages_are_group_normalised
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [_Stub(4), length_score],
-        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_saliency_weight=0.0),
+        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_reward="group", kf_saliency_weight=0.0),
         train_dataset=train_ds,
     )
     # Probes that never succeed: every group has p = 0.5 > μ·0, so both probes pay α = 0.3 each.
@@ -123,7 +135,7 @@ def test_constant_reward_group_has_zero_advantage(tiny_model_dir, train_ds, tmp_
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [accuracy_reward, lambda completions, **kw: [1.0] * len(completions)],
-        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo"),
+        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_reward="group"),
         train_dataset=train_ds,
     )
     trainer._kf_probe_accuracy = lambda rows, frames, n: torch.ones(len(rows))  # probes as good as real: no bonus
@@ -133,7 +145,8 @@ def test_constant_reward_group_has_zero_advantage(tiny_model_dir, train_ds, tmp_
     assert torch.allclose(out["advantages"], torch.zeros(8))
 
 
-def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path):
+@pytest.mark.parametrize("reward", ["group", "rank"])
+def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path, reward):
     tad = {"saliency", "distractor_images", "distractor_timestamps", "distractor_saliency", "is_apex", "frames_key"}
     plain_rows = datasets.Dataset.from_list([{k: v for k, v in row.items() if k not in tad} for row in train_ds])
     trainer = KFGRPOTrainer(
@@ -145,11 +158,12 @@ def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path):
             kf_preset="kf-grpo",
             kf_probes=["shuffle", "swap_salient", "drop_salient", "drop_random", "reverse"],
             kf_probe_bonus=[0.1] * 5,
+            kf_reward=reward,
         ),
         train_dataset=plain_rows,
     )
     trainer.train()
-    assert "kf/swap_salient/gap" in trainer.state.log_history[0]
+    assert ("kf/swap_salient/gap" if reward == "group" else "kf/drop_random/reliance") in trainer.state.log_history[0]
 
 
 def test_rejects_unknown_accuracy_reward(tiny_model_dir, train_ds, tmp_path):
@@ -269,3 +283,267 @@ def test_likelihood_target_logps_equal_trls_own_logps(tiny_model_dir, train_ds, 
             )
         # fp32; ours is a padded batch of two, TRL's a batch of one: measured |Δ| 1.7e-5.
         assert ours[i].item() == pytest.approx(logps.mean().item(), abs=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Per-completion frame reliance (kf_reward: rank | shape | gate)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _Pattern:
+    """An accuracy reward that marks the completions of each group right or wrong by position."""
+
+    __name__ = "accuracy_reward"
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+
+    def __call__(self, completions, **kwargs):
+        return [float(self.pattern[i % len(self.pattern)]) for i in range(len(completions))]
+
+
+def _stub_logps(trainer, reliance, real_logp=None):
+    """Teacher forcing that returns known log-probs: every token of completion i has log-prob ``real_logp[i]`` under
+    the real frames and ``real_logp[i] - reliance[i]`` under every probe's, so D_i = ``reliance[i]``. Records the
+    frames of every call."""
+    calls = []
+    real_logp = real_logp if real_logp is not None else [-0.1] * len(reliance)
+
+    def logps(rows, frames, targets, scorer="policy"):
+        calls.append([list(f) for f in frames])
+        t, n = max(len(x) for x in targets), len(targets)
+        base = torch.tensor(real_logp[:n]).view(-1, 1).expand(-1, t).clone()
+        if len(calls) % (1 + len(trainer.args.kf_probes)) != 1:  # a probe's frames: less likely by D
+            base = base - torch.tensor(reliance[:n]).view(-1, 1)
+        mask = torch.tensor([[1.0] * len(x) + [0.0] * (t - len(x)) for x in targets])
+        return base, mask
+
+    trainer._kf_teacher_forced_logps = logps
+    return calls
+
+
+def _rows(train_ds, groups=(0, 1), g=4):
+    return [train_ds[i] for i in groups for _ in range(g)]
+
+
+RELIANCE = [0.3, 0.1, 0.2, 0.9, 0.05, 0.4, 0.2, 0.0]  # per completion, two groups of four
+PATTERN = [1, 1, 1, 0]  # three right, one wrong in each group
+
+
+@pytest.mark.parametrize("aggregation", ["sum_then_normalize", "normalize_then_sum"])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_reliance_orders_correct_completions_above_every_incorrect_one(
+    tiny_model_dir, train_ds, tmp_path, scale, aggregation
+):
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Pattern(PATTERN), format_reward],
+        args=_kf(tmp_path, max_steps=1, scale_rewards=scale, multi_objective_aggregation=aggregation),
+        train_dataset=train_ds,
+    )
+    assert trainer.args.kf_reward == "rank"  # the kf-grpo preset's default
+    _stub_logps(trainer, RELIANCE)
+    trainer.model.train()
+    adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"].view(2, 4)
+    d = torch.tensor(RELIANCE).view(2, 4)
+    for a, r in zip(adv, d):
+        right = [i for i in range(4) if PATTERN[i]]
+        by_reliance = sorted(right, key=lambda i: r[i].item())
+        assert [a[i].item() for i in by_reliance] == sorted(a[i].item() for i in right), (a, r)
+        assert len({round(a[i].item(), 6) for i in right}) == 3  # distinct D, distinct advantages
+        assert min(a[i].item() for i in right) > max(a[i].item() for i in range(4) if not PATTERN[i])
+
+
+def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train_ds, tmp_path):
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Pattern(PATTERN), format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_saliency_weight=0.0),  # D is then the plain mean over probes
+        train_dataset=train_ds,
+    )
+    real_logp = [-0.1, -0.2, -3.0, -0.1, -0.1, -0.1, -0.1, -0.1]  # completion 2 is below the likelihood floor
+    calls = _stub_logps(trainer, RELIANCE, real_logp)
+    trainer.model.train()
+    trainer._generate_and_score_completions(_rows(train_ds))
+    kf = list(trainer._logs["rewards"]["kf_contrastive_reward"])[-8:]
+    # group 0: eligible 0 (D 0.3) and 1 (D 0.1) -> ranks +1/2, -1/2; 2 is below the floor, 3 is wrong -> 0
+    # group 1: eligible 4, 5, 6 (D 0.05, 0.4, 0.2) -> -1/2, +1/2, 0; α = 0.3 + 0.3
+    assert kf == pytest.approx([0.3, -0.3, 0.0, 0.0, -0.3, 0.3, 0.0, 0.0])
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert metrics["kf/reliance/mean"] == pytest.approx(sum(RELIANCE) / 8)  # D = real − probe: positive here
+    assert metrics["kf/shuffle/reliance"] == pytest.approx(sum(RELIANCE) / 8)
+    assert metrics["kf/real/logp"] == pytest.approx(sum(real_logp) / 8)
+    assert metrics["kf/reliance/eligible"] == pytest.approx(5 / 8)
+    assert metrics["kf/reliance/ranked_groups"] == 1.0
+    assert metrics["kf/real/accuracy"] == pytest.approx(0.75)
+    assert metrics["kf/reliance/spearman_advantage"] == pytest.approx(1.0)  # advantages follow D
+    # letter shares of the answers TRL logged
+    from kfgrpo.rewards.accuracy import extract_answer, extract_choice
+    from kfgrpo.rewards.utils import completion_text
+
+    rows = _rows(train_ds)
+    letters = [
+        extract_choice(extract_answer(completion_text(c)), r.get("options"))
+        for c, r in zip(list(trainer._logs["completion"])[-8:], rows)
+    ]
+    assert metrics["kf/answer/A"] == pytest.approx(letters.count("A") / 8)
+    # the probes were scored on the perturbed frames: real frames first, then each probe's
+    from kfgrpo.probes import perturb_row, probe_rng
+
+    assert calls[0] == [list(r["images"]) for r in rows]
+    for j, kind in enumerate(trainer.args.kf_probes):
+        expected = [
+            perturb_row(kind, rows[4 * gi], probe_rng(trainer.args.seed, 0, gi, kind), 0.5)[0]
+            for gi in (0, 1)
+            for _ in range(4)
+        ]
+        assert calls[1 + j] == expected
+        assert calls[1 + j] != calls[0]
+
+
+def test_shape_and_gate_rescale_only_positive_advantages(tiny_model_dir, train_ds, tmp_path):
+    def advantages(tmp, reward):
+        trainer = KFGRPOTrainer(
+            tiny_model_dir,
+            [_Pattern(PATTERN), format_reward],
+            args=_kf(tmp, max_steps=1, kf_reward=reward, kf_saliency_weight=0.0),
+            train_dataset=train_ds,
+        )
+        _stub_logps(trainer, RELIANCE)
+        trainer.model.train()
+        torch.manual_seed(0)
+        return trainer._generate_and_score_completions(_rows(train_ds))["advantages"]
+
+    shaped = advantages(tmp_path / "shape", "shape")
+    gated = advantages(tmp_path / "gate", "gate")
+    r = torch.tensor(PATTERN, dtype=torch.float32)
+    base = (r - r.mean()) / (r.std() + 1e-4)  # GRPO's advantages: the reward column is 0 with shape / gate
+    centred = torch.tensor([[0.5, -0.5, 0.0, 0.0], [-0.5, 0.5, 0.0, 0.0]])  # ranks of D among the right ones
+    d = torch.tensor(RELIANCE).view(2, 4)
+    for gi in range(2):
+        expected = torch.where(base > 0, base * (1 + centred[gi]), base)  # κ = 1
+        assert shaped.view(2, 4)[gi] == pytest.approx(expected, abs=1e-5)
+        gate = 1 - torch.exp(-d[gi] / 0.5)  # τ = 0.5
+        gate[3] = 0.0  # the wrong answer is not eligible (its advantage is negative anyway)
+        assert gated.view(2, 4)[gi] == pytest.approx(torch.where(base > 0, base * gate, base), abs=1e-5)
+
+
+@pytest.mark.parametrize("reward", ["rank", "shape"])
+def test_identity_probe_reproduces_grpo_exactly(tiny_model_dir, train_ds, tmp_path, reward):
+    funcs = [accuracy_reward, format_reward, length_score]
+    grpo = KFGRPOTrainer(tiny_model_dir, funcs, args=_kf(tmp_path / "a", max_steps=3, kf_preset="grpo"),
+                         train_dataset=train_ds)  # fmt: skip
+    grpo.train()
+    ours = KFGRPOTrainer(
+        tiny_model_dir,
+        funcs,
+        args=_kf(tmp_path / "b", max_steps=3, kf_probes=["identity"], kf_probe_bonus=[0.3], kf_reward=reward,
+                 kf_likelihood_floor=-1e9, kf_reliance_noise_floor=0.0),
+        train_dataset=train_ds,
+    )  # fmt: skip
+    ours.train()
+    assert _history(ours) == _history(grpo)
+    assert any(h["grad_norm"] > 0 for h in _history(grpo))
+    assert all(h["kf/reliance/mean"] == 0.0 for h in ours.state.log_history if "kf/reliance/mean" in h)
+
+
+def _hash_accuracy(completions, **kwargs):
+    """A 0/1 accuracy for random-weight models: right when the completion's SHA-256 falls in the lower 60 %."""
+    from kfgrpo.testing.multirank import text_hash_score
+
+    return [float(s < 0.6) for s in text_hash_score(completions)]
+
+
+_hash_accuracy.__name__ = "accuracy_reward"
+
+
+def test_first_step_gradient_differs_from_grpo_with_a_binary_accuracy_and_group_scaling(
+    tiny_model_dir, train_ds, tmp_path
+):
+    """The group rule's defect: with 0/1 accuracy and `scale_rewards: group` its bonus is divided out and the gradient
+    is GRPO's. The per-completion reward ranks correct completions within the group, so the gradient differs."""
+
+    def first_step(tmp, **kw):
+        trainer = KFGRPOTrainer(
+            tiny_model_dir,
+            [_hash_accuracy, format_reward],
+            args=_kf(tmp, max_steps=1, num_generations=8, per_device_train_batch_size=16, **kw),
+            train_dataset=train_ds,
+        )
+        trainer.train()
+        completions = list(trainer._logs["completion"])
+        return trainer.state.log_history[0], completions
+
+    grpo, grpo_completions = first_step(tmp_path / "grpo", kf_preset="grpo")
+    # The random model's completions are all unlikely (≈ −6 nats/token) and differ little between frame sets:
+    # the likelihood and noise floors that guard a trained policy are lowered for it.
+    floors = dict(kf_likelihood_floor=-1e9, kf_reliance_noise_floor=0.0)
+    group, group_completions = first_step(tmp_path / "group", kf_preset="kf-grpo", kf_reward="group",
+                                          kf_probe_mode="likelihood")  # fmt: skip
+    rank, rank_completions = first_step(tmp_path / "rank", kf_preset="kf-grpo", **floors)
+    assert grpo_completions == rank_completions == group_completions  # the same rollouts
+    assert 0.0 < grpo["rewards/accuracy_reward/mean"] < 1.0
+    assert group["grad_norm"] == pytest.approx(grpo["grad_norm"], rel=1e-4)  # the group rule is divided out
+    assert rank["kf/reliance/ranked_groups"] > 0
+    assert abs(rank["grad_norm"] - grpo["grad_norm"]) > 1e-3 * grpo["grad_norm"]
+
+
+def test_group_rule_metrics_from_known_inputs(tiny_model_dir, train_ds, tmp_path):
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Stub(4), length_score],
+        args=_kf(tmp_path, max_steps=1, kf_reward="group", kf_saliency_weight=0.0),
+        train_dataset=train_ds,
+    )
+    trainer._kf_probe_accuracy = lambda rows, frames, n: torch.tensor([0.25, 0.75])[: len(rows)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(_rows(train_ds))
+    m = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert m["kf/real/accuracy"] == pytest.approx(0.5)
+    assert m["kf/shuffle/accuracy"] == pytest.approx(0.5)
+    assert m["kf/shuffle/gap"] == pytest.approx(0.0)  # p − p̃: 0.5 − 0.25 and 0.5 − 0.75
+    assert m["kf/shuffle/bonus"] == pytest.approx(0.15)  # group 0 passes (0.5 > 0.25): α/2 on average
+
+
+def test_likelihood_gap_sign_in_the_group_rule(tiny_model_dir, train_ds, tmp_path):
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Pattern(PATTERN), format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_reward="group", kf_probe_mode="likelihood"),
+        train_dataset=train_ds,
+    )
+    _stub_logps(trainer, [0.7] * 8)  # the target is 0.7 nats/token less likely on every probe's frames
+    trainer.model.train()
+    trainer._generate_and_score_completions(_rows(train_ds))
+    m = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert m["kf/shuffle/gap"] == pytest.approx(0.7) and m["kf/swap_salient/gap"] == pytest.approx(0.7)
+
+
+def test_sampled_probes_generate_on_the_perturbed_frames(tiny_model_dir, train_ds, tmp_path):
+    from kfgrpo.probes import perturb_row, probe_rng
+
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Pattern(PATTERN), format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_reward="group", kf_probe_mode="sample"),
+        train_dataset=train_ds,
+    )
+    seen, tokenize = [], trainer._tokenize_prompts
+
+    def spy(prompts):
+        seen.append([[p["image"] for m in pr for p in m["content"] if p.get("type") == "image"] for pr in prompts])
+        return tokenize(prompts)
+
+    trainer._tokenize_prompts = spy
+    trainer.model.train()
+    rows = _rows(train_ds)
+    trainer._generate_and_score_completions(rows)
+    real, *probes = seen
+    assert real == [list(r["images"]) for r in rows]
+    for kind, images in zip(trainer.args.kf_probes, probes):
+        per_group = [
+            perturb_row(kind, rows[4 * gi], probe_rng(trainer.args.seed, 0, gi, kind), 0.5)[0] for gi in (0, 1)
+        ]
+        g_p = trainer.args.kf_probe_generations
+        assert images == [f for f in per_group for _ in range(g_p)]
+        assert images != [list(rows[4 * gi]["images"]) for gi in (0, 1) for _ in range(g_p)]

@@ -3,9 +3,10 @@
 ``kf_preset`` expands to documented values for every ``kf_*`` field left unset (``None``); fields set explicitly (in
 YAML or on the command line) win over the preset.
 
-| field | ``grpo`` | ``t-grpo`` (Video-R1) | ``kf-grpo`` (method spec §2.5) |
+| field | ``grpo`` | ``t-grpo`` (Video-R1) | ``kf-grpo`` |
 |---|---|---|---|
 | ``kf_probes`` | [] | [shuffle] | [shuffle, swap_salient] |
+| ``kf_reward`` | – | group (Video-R1's rule) | rank (per-completion frame reliance) |
 | ``kf_probe_bonus`` (α) | [] | [0.3] | [0.3, 0.3] |
 | ``kf_threshold`` (μ) | – | 0.8 | 1.0 |
 | ``kf_strict`` | – | False (acc ≥ μ·acc_probe) | True (acc > μ·acc_probe) |
@@ -14,7 +15,8 @@ YAML or on the command line) win over the preset.
 | ``kf_probe_generations`` (G_p) | – | G/2 | G/2 |
 | ``kf_length_reward`` | False | True (Video-R1's length control: +0.2 for 320-512 tokens) | False |
 
-``grpo`` runs no probe and adds no reward column, so it is exactly ``trl.GRPOTrainer``.
+``grpo`` runs no probe and adds no reward column, so it is exactly ``trl.GRPOTrainer``. ``kf-grpo`` with
+``kf_reward: group`` is the method spec's per-group rule (§2.5); μ, the comparison and G_p only apply to that rule.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .probes import PROBES
+from .rewards.reliance import KF_REWARDS
 
 PRESETS = ("grpo", "t-grpo", "kf-grpo")
 PRESET_VALUES = {
     "grpo": dict(
         kf_probes=[],
         kf_probe_bonus=[],
+        kf_reward="group",
         kf_threshold=1.0,
         kf_strict=True,
         kf_rule="hard",
@@ -39,6 +43,7 @@ PRESET_VALUES = {
     "t-grpo": dict(
         kf_probes=["shuffle"],
         kf_probe_bonus=[0.3],
+        kf_reward="group",
         kf_threshold=0.8,
         kf_strict=False,
         kf_rule="hard",
@@ -48,6 +53,7 @@ PRESET_VALUES = {
     "kf-grpo": dict(
         kf_probes=["shuffle", "swap_salient"],
         kf_probe_bonus=[0.3, 0.3],
+        kf_reward="rank",
         kf_threshold=1.0,
         kf_strict=True,
         kf_rule="hard",
@@ -84,13 +90,67 @@ class KFGRPOConfig(GRPOConfig):
             "the group std divides it out; `batch` or `none` keep it as a per-group weight (README, KF-GRPO)."
         },
     )
+    kf_reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "How probes reach the update. `rank`: each correct completion's frame reliance D_i (teacher-forced "
+            "log-prob gap, real vs probe frames, over its whole sequence) ranks it among its group's correct "
+            "completions; reward column Σα·(rank centred in [-1/2, 1/2]). `shape`: positive advantages × "
+            "(1 + kf_shape_coef·centred rank), after TRL's normalisation. `gate`: positive advantages × "
+            "(1 − exp(−D_i/kf_gate_scale)). `group`: the method spec's per-group rule (t-grpo's too), which TRL's "
+            "default scale_rewards: group divides out when the other rewards are equal (README, KF-GRPO)."
+        },
+    )
+    kf_reliance_top_fraction: float = field(
+        default=0.25,
+        metadata={
+            "help": "ρ: D_ij is the mean of the ⌈ρ·T⌉ largest per-token gaps of a T-token completion (1.0: all "
+            "tokens). The frame-dependent tokens of a reasoning trace are a minority; its template tokens gap 0."
+        },
+    )
+    kf_reliance_clip: float = field(
+        default=2.0,
+        metadata={
+            "help": "c: each per-token gap (nats) is clipped to [-c, c] before the reduction, so no single "
+            "token the probe makes impossible dominates D."
+        },  # fmt: skip
+    )
+    kf_likelihood_floor: float = field(
+        default=-1.5,
+        metadata={
+            "help": "A completion whose mean per-token log-prob under the real frames is below this (nats) gets no "
+            "reliance reward or gate: a completion the policy itself finds unlikely is not paid for being even "
+            "less likely on perturbed frames."
+        },
+    )
+    kf_reliance_noise_floor: float = field(
+        default=1e-3,
+        metadata={
+            "help": "A group is ranked only when the spread of D among its correct completions reaches this (nats); "
+            "batching alone moves D by about 1e-6, identical completions tie exactly."
+        },
+    )
+    kf_reliance_scorer: str = field(
+        default="policy",
+        metadata={
+            "help": "Model that scores D: `policy` (the weights that generated the rollouts; no extra memory) or "
+            "`reference` (TRL's reference model: needs beta > 0 or a PEFT adapter)."
+        },
+    )
+    kf_shape_coef: float = field(
+        default=1.0, metadata={"help": "κ of kf_reward: shape (positive advantages × (1 + κ·centred rank))."}
+    )
+    kf_gate_scale: float = field(
+        default=0.5, metadata={"help": "τ of kf_reward: gate (positive advantages × (1 − exp(−D_i/τ)), nats)."}
+    )
     kf_probe_generations: int | None = field(
         default=None, metadata={"help": "Completions per probe and prompt (G_p); default num_generations // 2."}
     )
     kf_probe_mode: str = field(
         default="sample",
         metadata={
-            "help": "`sample`: generate G_p completions on the perturbed frames and score their accuracy. "
+            "help": "kf_reward: group only (the reliance rewards always teacher-force the rollouts). "
+            "`sample`: generate G_p completions on the perturbed frames and score their accuracy. "
             "`likelihood`: one teacher-forced forward per probe scores a target answer's log-prob under "
             "real vs perturbed frames (no generation)."
         },
@@ -176,6 +236,16 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError(
                 f"kf_probe_bonus needs one α per probe: {len(self.kf_probe_bonus)} values for {self.kf_probes}"
             )
+        if self.kf_reward not in KF_REWARDS:
+            raise ValueError(f"kf_reward must be one of {KF_REWARDS}, got {self.kf_reward!r}")
+        if self.kf_reliance_scorer not in ("policy", "reference"):
+            raise ValueError(f"kf_reliance_scorer must be 'policy' or 'reference', got {self.kf_reliance_scorer!r}")
+        if not 0.0 < self.kf_reliance_top_fraction <= 1.0:
+            raise ValueError("kf_reliance_top_fraction must be in (0, 1]")
+        if self.kf_reliance_clip <= 0 or self.kf_gate_scale <= 0:
+            raise ValueError("kf_reliance_clip and kf_gate_scale must be > 0")
+        if self.kf_probes and self.kf_reward != "group" and any(a < 0 for a in self.kf_probe_bonus):
+            raise ValueError("kf_probe_bonus weights must be >= 0 with a reliance reward")
         if self.kf_probe_mode not in ("sample", "likelihood"):
             raise ValueError(f"kf_probe_mode must be 'sample' or 'likelihood', got {self.kf_probe_mode!r}")
         if self.kf_rule not in ("hard", "soft"):
@@ -186,7 +256,8 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError("kf_probe_generations must be >= 1")
         if not 0.0 < self.kf_probe_fraction <= 1.0:
             raise ValueError("kf_probe_fraction must be in (0, 1]")
-        if self.kf_probes and self.use_vllm and self.vllm_enable_sleep_mode and self.kf_probe_mode == "sample":
+        sampled = self.kf_reward == "group" and self.kf_probe_mode == "sample"
+        if self.kf_probes and self.use_vllm and self.vllm_enable_sleep_mode and sampled:
             raise ValueError(
                 "vllm_enable_sleep_mode with sampled probes re-syncs the weights for every generate call (twice per "
                 "step); disable sleep mode or use kf_probe_mode: likelihood."

@@ -7,7 +7,7 @@ frame sensitivity on a held-out split.
 ``perturb`` returns ``(frames, saliency)`` for the perturbed set. Order probes (``shuffle``, ``reverse``) keep the frames
 and change their order. Content probes act on the ⌈ηK⌉ most salient frames (at least one frame always stays):
 ``swap_salient`` replaces them with the lowest-saliency candidates (``distractor_images``) and re-sorts by time,
-``drop_salient`` removes them, ``drop_random`` removes ⌈ηK⌉ random frames. Rows without TAD columns fall back:
+``drop_salient`` removes them, ``drop_random`` removes ⌈ηK⌉ random frames. ``identity`` (a control) changes nothing. Rows without TAD columns fall back:
 without ``saliency``, ``swap_salient`` and ``drop_salient`` act on random frames; without ``distractor_images``,
 ``swap_salient`` drops the frames instead. The prompt text (including stated timestamps) is never changed.
 """
@@ -18,8 +18,10 @@ import copy
 import math
 import random
 
-PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random")
+PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random", "identity")
 ORDER_PROBES = ("shuffle", "reverse")  # same frames, another order; the others change the content
+# ``identity`` is a control: the real frames, unchanged. Any signal it produces is noise (a probe that changes nothing
+# must leave KF-GRPO's advantages equal to GRPO's; tests/test_trainer.py).
 
 
 def probe_rng(*key) -> random.Random:
@@ -52,6 +54,8 @@ def perturb(
     """The ``kind`` probe of one row; returns ``(frames, saliency_or_None)``."""
     k = len(frames)
     sal = list(saliency) if saliency is not None and len(saliency) == k else None
+    if kind == "identity":
+        return list(frames), sal
     if kind in ("shuffle", "reverse"):
         order = list(range(k))[::-1] if kind == "reverse" else list(range(k))
         if kind == "shuffle" and k > 1:

@@ -3,11 +3,17 @@
 Rows are TRL GRPO rows (``prompt`` + ordered ``images``), optionally with the TAD columns ``saliency``,
 ``distractor_images``, ``distractor_timestamps``, ``distractor_saliency`` and ``timestamps``.
 
-One TRL hook is overridden: ``_calculate_rewards``. After TRL has scored the real rollouts (and gathered the reward
-matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
-(``kfgrpo.probes``) and measures the policy on it:
+Two TRL hooks are overridden. ``_calculate_rewards``: after TRL has scored the real rollouts (and gathered the
+reward matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
+(``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) and measures the policy on it, only while
+training. ``_generate_and_score_completions`` is wrapped, not copied: with ``kf_reward: shape | gate`` it rescales
+the positive advantages TRL returns, and it logs how the keyframe signal lines up with the advantages.
 
-Probes (``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) run only while training.
+``kf_reward: rank | shape | gate`` (``kfgrpo.rewards.reliance``, the ``kf-grpo`` preset): every real completion is
+scored by teacher forcing under the real frames and under each probe's frames, all of a rank's completions in one
+batched no-grad forward per frame set; its frame reliance D_i ranks it among the group's correct completions.
+
+``kf_reward: group`` (``kfgrpo.rewards.keyframe``, the ``t-grpo`` preset and the method spec's rule):
 
 * ``kf_probe_mode="sample"``: G_p completions per group through the trainer's own generation path
   (``_tokenize_prompts`` + ``_generate_single_turn``: transformers ``generate`` or vLLM, the same collective calls on
@@ -19,25 +25,40 @@ Probes (``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt
 
 Probe statistics are gathered, combined per group with the real accuracy on the gathered tensor (never per batch),
 and turned into the contrastive keyframe reward (``kfgrpo.rewards.keyframe``), written into the
-``kf_contrastive_reward`` column. Probe rollouts are scored, never trained on; the advantages, buffering and loss
+``kf_contrastive_reward`` column (as is the ``rank`` reward). Probe rollouts are scored, never trained on; the advantages, buffering and loss
 stay TRL's. With ``use_vllm``, two fixes to TRL's vLLM path are applied (``kfgrpo.vllm_utils``): vLLM's vision
 embedding cache is reset after every weight sync, and vision placeholder tokens are never sampled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
 from accelerate.utils import gather
 from trl import GRPOTrainer
 from trl.data_utils import apply_chat_template, is_conversational
-from trl.trainer.utils import pad
+from trl.trainer.utils import pad, use_adapter
 
 from .config import KFGRPOConfig
+from .manifest import OPTION_LETTERS
 from .model_utils import ResumeWeightsMixin
 from .probes import ORDER_PROBES, perturb_row, probe_prompt, probe_rng, saliency_gap
+from .rewards.accuracy import extract_answer, extract_choice
 from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
+from .rewards.reliance import (
+    centred_ranks,
+    combine_probes,
+    eligible_mask,
+    gate_advantages,
+    rank_reward,
+    reliance_gate,
+    reliance_scores,
+    shape_advantages,
+    spearman,
+)
+from .rewards.utils import completion_text
 from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
 
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
@@ -79,6 +100,14 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
             suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
         self._kf_last_call = None
+        self._kf_pending = None  # per-completion reliance of the current generation batch (kf_reward != group)
+        self.kf_last_scores = None
+        if args.kf_enabled and args.kf_reward != "group" and args.kf_reliance_scorer == "reference":
+            if self.ref_model is None and not self.is_peft_model:
+                raise ValueError(
+                    "kf_reliance_scorer: reference needs a reference model: set beta > 0 (TRL then loads one) or "
+                    "train a PEFT adapter (the base model is the reference); or use kf_reliance_scorer: policy."
+                )
         if args.kf_enabled:
             if args.kf_accuracy_reward not in self.reward_func_names:
                 raise ValueError(
@@ -120,6 +149,10 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         g = self.num_generations
         rows = inputs[::g]  # one row per local group (rows arrive repeated G times)
         probe_frames, saliency_gap = self._kf_probe_sets(rows)
+        if self.args.kf_reward != "group":
+            self._kf_reliance(inputs, rows, probe_frames, saliency_gap, rewards, completions, completion_ids_list)
+            self._kf_log_time(start)
+            return rewards
         scores = self._kf_probe_scores(rows, probe_frames, rewards, completion_ids_list)
         all_scores, all_gap = gather(scores), gather(saliency_gap)  # per group, over every rank
         real_acc = rewards[:, self._kf_acc_index].view(-1, g)
@@ -127,8 +160,115 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             real_acc, all_scores, self.args.kf_probe_bonus, saliency_gap=all_gap, **self._kf_rule
         )
         rewards[:, self._kf_index] = bonus.reshape(-1)
-        self._kf_log(real_acc, all_scores, all_gap, per_probe, start)
+        self._kf_log(real_acc, all_scores, all_gap, per_probe)
+        self._kf_log_time(start)
         return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        """TRL's, then (``kf_reward: shape | gate``) positive advantages rescaled by each completion's reliance."""
+        self._kf_pending = None
+        output = super()._generate_and_score_completions(inputs)
+        pending, self._kf_pending = self._kf_pending, None
+        if pending is None:
+            return output
+        n, rank = output["advantages"].size(0), self.accelerator.process_index
+        local = slice(rank * n, (rank + 1) * n)  # TRL's process slice of the gathered batch
+        adv = output["advantages"]
+        if self.args.kf_reward == "shape":
+            adv = shape_advantages(adv, pending["centred"][local], self.args.kf_shape_coef)
+        elif self.args.kf_reward == "gate":
+            adv = gate_advantages(adv, pending["gate"][local])
+        output["advantages"] = adv
+        self._kf_log_alignment(pending, adv, local)
+        return output
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Per-completion reliance (kf_reward: rank | shape | gate)
+    # ------------------------------------------------------------------------------------------------------------
+    def _kf_reliance(self, inputs, rows, probe_frames, saliency_gap, rewards, completions, completion_ids_list):
+        """Scores every local completion under the real and the probe frames, gathers D and writes the reward."""
+        args, g = self.args, self.num_generations
+        n = len(inputs)
+        real = [list(row.get("images") or []) for row in inputs]
+        sets = [real] + [[frames[i // g] for i in range(n)] for frames in probe_frames]
+        targets = [list(ids) for ids in completion_ids_list]
+        # One no-grad forward per frame set (real, then each probe) over all of this rank's completions.
+        per_set = [self._kf_teacher_forced_logps(inputs, f, targets, args.kf_reliance_scorer) for f in sets]
+        logps, mask = torch.stack([lp for lp, _ in per_set]), per_set[0][1]
+        scores = reliance_scores(
+            logps[0], logps[1:], mask, top_fraction=args.kf_reliance_top_fraction, clip=args.kf_reliance_clip
+        )  # [n, P]
+        real_logp = (logps[0] * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+        gap = saliency_gap.repeat_interleave(g, dim=0)  # per completion
+        reliance = combine_probes(scores, args.kf_probe_bonus, gap, args.kf_saliency_weight)
+        # Gathered in TRL's order (rank by rank), like the reward matrix.
+        all_scores, all_reliance, all_real_logp = gather(scores), gather(reliance), gather(real_logp)
+        acc = rewards[:, self._kf_acc_index]
+        eligible = eligible_mask(
+            acc, all_real_logp, correct_threshold=args.kf_correct_threshold, floor=args.kf_likelihood_floor
+        )
+        centred = centred_ranks(
+            all_reliance.view(-1, g), eligible.view(-1, g), noise_floor=args.kf_reliance_noise_floor
+        ).reshape(-1)
+        if args.kf_reward == "rank":
+            alpha = float(sum(args.kf_probe_bonus))
+            column = rank_reward(centred, acc, alpha, correct_threshold=args.kf_correct_threshold)
+        else:
+            column = torch.zeros_like(acc)  # shape / gate act on the advantages (_generate_and_score_completions)
+        rewards[:, self._kf_index] = column
+        gate = reliance_gate(all_reliance, eligible, args.kf_gate_scale)
+        self._kf_pending = dict(reliance=all_reliance, centred=centred, gate=gate, eligible=eligible, accuracy=acc)
+        # The last batch's per-completion scores, kept for diagnostics (benchmarks/bench_reliance_auc.py).
+        self.kf_last_scores = dict(self._kf_pending, per_probe=all_scores, real_logp=all_real_logp, column=column)
+        self._kf_log_reliance(all_scores, all_reliance, all_real_logp, eligible, centred, gate, inputs, completions)
+
+    def _kf_log_reliance(self, scores, reliance, real_logp, eligible, centred, gate, inputs, completions):
+        metrics, g = self._metrics["train"], self.num_generations
+        correct = eligible.view(-1, g)
+        metrics["kf/real/accuracy"].append(
+            torch.nanmean(self._kf_pending["accuracy"].view(-1, g), dim=1).nanmean().item()
+        )
+        metrics["kf/real/logp"].append(real_logp.mean().item())
+        metrics["kf/reliance/mean"].append(reliance.mean().item())
+        metrics["kf/reliance/std"].append(reliance.std().item() if reliance.numel() > 1 else 0.0)
+        for j, kind in enumerate(self.args.kf_probes):
+            metrics[f"kf/{kind}/reliance"].append(scores[:, j].mean().item())
+        metrics["kf/reliance/eligible"].append(eligible.float().mean().item())
+        metrics["kf/reliance/ranked_groups"].append((centred.view(-1, g) != 0).any(dim=1).float().mean().item())
+        metrics["kf/reliance/distinct_correct_groups"].append(
+            (correct.sum(dim=1) >= 2).float().mean().item() if correct.numel() else 0.0
+        )
+        if self.args.kf_reward == "gate":
+            metrics["kf/reliance/gate"].append(gate[eligible].mean().item() if eligible.any() else 0.0)
+        self._kf_log_answers(inputs, completions)
+
+    def _kf_log_answers(self, inputs, completions):
+        """Share of each option letter among the batch's answers (multiple-choice rows), over every rank."""
+        counts = torch.zeros(len(OPTION_LETTERS) + 1, device=self.accelerator.device)
+        options = 0
+        for row, completion in zip(inputs, completions):
+            if row.get("problem_type") != "multiple_choice":
+                continue
+            options = max(options, len(row.get("options") or []))
+            letter = extract_choice(extract_answer(completion_text(completion)), row.get("options"))
+            counts[OPTION_LETTERS.index(letter) if letter else len(OPTION_LETTERS)] += 1
+        counts = gather(counts.view(1, -1)).sum(dim=0)
+        options = int(gather(torch.tensor([options], device=counts.device)).max().item())
+        total = counts.sum().item()
+        if total:
+            for i, letter in enumerate(OPTION_LETTERS[:options]):
+                self._metrics["train"][f"kf/answer/{letter}"].append(counts[i].item() / total)
+
+    def _kf_log_alignment(self, pending, advantages, local):
+        """Spearman(D, advantage) among each group's correct completions, averaged over the groups where both vary."""
+        g = self.num_generations
+        reliance, eligible = pending["reliance"][local].view(-1, g), pending["eligible"][local].view(-1, g)
+        adv = advantages.view(-1, g)
+        values = [spearman(reliance[i][eligible[i]], adv[i][eligible[i]]) for i in range(adv.size(0))]
+        values = [v for v in values if v == v]
+        stats = gather(torch.tensor([[sum(values), len(values)]], device=adv.device, dtype=torch.float32)).sum(0)
+        if stats[1] > 0:
+            self._metrics["train"]["kf/reliance/spearman_advantage"].append((stats[0] / stats[1]).item())
 
     # ------------------------------------------------------------------------------------------------------------
     # Probe machinery
@@ -161,14 +301,11 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         local = rewards[rank * n * g : (rank + 1) * n * g, self._kf_acc_index].view(n, g)
         targets = self._kf_targets(rows, local, completion_ids_list, g)
         real_frames = [list(r.get("images") or []) for r in rows]
-        # One teacher-forced pass over every frame set: real first, then each probe.
-        sets = 1 + len(probe_frames)
-        lp = self._kf_target_logps(
-            rows * sets, real_frames + [f for fs in probe_frames for f in fs], targets * sets
-        ).view(sets, n)
+        # One teacher-forced pass per frame set: real first, then each probe.
+        lp = torch.stack([self._kf_target_logps(rows, frames, targets) for frames in [real_frames, *probe_frames]])
         return (lp[0:1] - lp[1:]).T.contiguous()
 
-    def _kf_log(self, real_acc, scores, gap, per_probe, start):
+    def _kf_log(self, real_acc, scores, gap, per_probe):
         metrics = self._metrics["train"]
         p = torch.nanmean(real_acc, dim=1)
         metrics["kf/real/accuracy"].append(p.mean().item())
@@ -181,6 +318,9 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             metrics[f"kf/{kind}/bonus"].append(per_probe[:, j].mean().item())
             if kind not in ORDER_PROBES:
                 metrics[f"kf/{kind}/saliency_gap"].append(gap[:, j].mean().item())
+
+    def _kf_log_time(self, start):
+        metrics = self._metrics["train"]
         now = time.perf_counter()
         metrics["kf/probe_time"].append(now - start)
         if self._kf_last_call is not None:
@@ -232,9 +372,17 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 targets.append(self._tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
         return targets
 
-    @torch.no_grad()
     def _kf_target_logps(self, rows, frames, targets) -> torch.Tensor:
         """Mean per-token log-prob of each target given its row's prompt with ``frames`` (teacher forcing)."""
+        logps, mask = self._kf_teacher_forced_logps(rows, frames, targets)
+        return (logps * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+
+    @torch.no_grad()
+    def _kf_teacher_forced_logps(self, rows, frames, targets, scorer: str = "policy"):
+        """Per-token log-probs [N, T] (and their mask) of each target given its row's prompt with ``frames``.
+
+        One batched forward through TRL's ``_get_per_token_logps_and_entropies`` (chunked by
+        ``per_device_train_batch_size``), with the policy as it generated the rollouts, or the reference model."""
         device = self.accelerator.device
         prompts = [probe_prompt(row["prompt"], f) for row, f in zip(rows, frames)]
         texts = [
@@ -259,12 +407,21 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         for key in ("mm_token_type_ids", "token_type_ids"):
             if key in forward:
                 forward[key] = torch.cat([forward[key], forward[key].new_zeros(target.shape)], dim=1)
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            self.model,
-            input_ids,
-            attention_mask,
-            target.size(1),
-            num_images=[len(f) for f in frames] if has_images else None,
-            **forward,
-        )
-        return (logps * target_mask).sum(dim=1) / target_mask.sum(dim=1).clamp_min(1)
+        model, adapter = self.model, contextlib.nullcontext()
+        if scorer == "reference":
+            if self.ref_model is not None:
+                model = self.ref_model
+            else:  # PEFT: the base model (or the initial "ref" adapter), as TRL's KL term does
+                unwrapped = self.accelerator.unwrap_model(self.model)
+                adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+        with adapter:
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                target.size(1),
+                batch_size=self.args.per_device_train_batch_size,
+                num_images=[len(f) for f in frames] if has_images else None,
+                **forward,
+            )
+        return logps, target_mask.to(logps.dtype)

@@ -142,6 +142,25 @@ def test_answer_position_shortcut(tmp_path, synth_train):
     assert none.read_text() == (synth_train / "manifest.jsonl").read_text()
 
 
+def test_option_length_shortcut(tmp_path, synth_train):
+    """The cue lengthens one option, the right one with probability `shortcut_strength`; the order and the answer
+    stay those of the split without the cue."""
+    cfg = SynthConfig(families=["order"], shortcut="option_length", shortcut_strength=1.0)
+    rows = _rows(generate(tmp_path / "cue", num_videos=4, seed=0, config=cfg, progress=False).parent)
+    plain = {r["id"]: r for r in _rows(synth_train)}
+    assert rows
+    for r in rows:
+        longest = max(r["options"], key=len)
+        assert longest[0] == r["solution"] and longest.endswith(cfg.shortcut_filler)
+        assert sum(o.endswith(cfg.shortcut_filler) for o in r["options"]) == 1
+        p = plain[r["id"]]
+        assert r["solution"] == p["solution"]
+        assert [o.removesuffix(" " + cfg.shortcut_filler) for o in r["options"]] == p["options"]
+    weak = SynthConfig(families=["order"], shortcut="option_length", shortcut_strength=0.0, max_objects=2)
+    rows = _rows(generate(tmp_path / "weak", num_videos=10, seed=0, config=weak, progress=False).parent)
+    assert all(max(r["options"], key=len)[0] != r["solution"] for r in rows)
+
+
 def test_shortcut_strength_sets_the_cue_rate(tmp_path):
     cfg = SynthConfig(families=["order"], shortcut="answer_position", shortcut_strength=0.5, shortcut_letter="C",
                       max_objects=2, width=32, height=24)  # fmt: skip

@@ -44,7 +44,7 @@ SHAPES: tuple[str, ...] = ("square", "disc", "triangle")
 # Dark, desaturated backgrounds: far from every object colour, so colour detection never fires on a scene.
 BACKGROUNDS: tuple[tuple[int, int, int], ...] = ((25, 25, 25), (15, 35, 60), (60, 28, 20), (20, 52, 32), (48, 44, 72))
 FAMILIES: tuple[str, ...] = ("order", "count", "succession", "grounding")
-SHORTCUTS: tuple[str, ...] = ("none", "answer_position")
+SHORTCUTS: tuple[str, ...] = ("none", "answer_position", "option_length")
 LETTERS = OPTION_LETTERS
 
 ORDER_TEMPLATE = "Which object appeared {which} in the video?"
@@ -78,15 +78,24 @@ class SynthConfig:
         metadata={
             "help": f"Frame-free cue planted in the questions, one of {SHORTCUTS}. `answer_position`: in multiple-choice "
             "questions the correct option sits at `shortcut_letter` with probability `shortcut_strength` (otherwise at "
-            "one of the other letters, uniformly), so answering that letter without looking scores that often. The "
-            "answer still comes from the pixels; only the options' order changes. A training split with the cue and a "
+            "one of the other letters, uniformly), so answering that letter without looking scores that often. "
+            "`option_length`: one option's text is the longest (`shortcut_filler` appended); it is the correct one "
+            "with probability `shortcut_strength` (otherwise another option, uniformly), so picking the longest "
+            "option scores that often. The answer still comes from the pixels. A training split with the cue and a "
             "held-out split without it (`none`: the answer's letter is uniform) measure whether a policy learned the "
             "frames or the cue (benchmarks/bench_shortcut.py)."
         },
     )
     shortcut_strength: float = field(
         default=0.8,
-        metadata={"help": "With `shortcut: answer_position`: probability that the answer is `shortcut_letter`."},
+        metadata={
+            "help": "Probability that the cue points at the answer (`answer_position`: the answer is "
+            "`shortcut_letter`; `option_length`: the answer is the longest option)."
+        },
+    )
+    shortcut_filler: str = field(
+        default="seen in the video",
+        metadata={"help": "With `shortcut: option_length`: the words appended to the option the cue lengthens."},
     )
     shortcut_letter: str = field(
         default="A",
@@ -258,6 +267,11 @@ def _options(rng: np.random.Generator, spec: VideoSpec, answer: Event, pool: lis
         here = chosen.index(answer.name)
         chosen[here], chosen[slot] = chosen[slot], chosen[here]
     letter = LETTERS[chosen.index(answer.name)]
+    if cfg.shortcut == "option_length":  # the options keep their order; one of them gets longer
+        here = chosen.index(answer.name)
+        others = [i for i in range(len(chosen)) if i != here]
+        slot = here if rng.random() < cfg.shortcut_strength else others[int(rng.integers(0, len(others)))]
+        chosen[slot] = f"{chosen[slot]} {cfg.shortcut_filler}"
     return [f"{LETTERS[i]}. {name}" for i, name in enumerate(chosen)], letter
 
 

@@ -4,7 +4,8 @@
 
 Every rank writes ``RECORD_DIR/rank<r>.json``: the ids of the prompts of the groups it held at each generation, and
 the gathered per-group tensors the bonus is computed from (real accuracy, probe statistics, saliency gap) with the
-bonus itself; rank 0 adds the logged ``kf/*`` metrics. ``text_hash_score`` is an accuracy for random-weight models: a
+bonus itself (``kf_reward: group``), or the gathered per-completion reliance, real-frame log-likelihood, centred rank
+and reward column (``rank | shape | gate``); rank 0 adds the logged ``kf/*`` metrics. ``text_hash_score`` is an accuracy for random-weight models: a
 deterministic function of the completion's text spread over [0, 1], so the bonus, its gates and the probe accuracies
 all take non-trivial values that depend on what the model generated from the frames.
 """
@@ -48,8 +49,23 @@ def main(argv: list[str]) -> None:
         steps.append(dict(step=self.state.global_step, local_ids=[r["id"] for r in rows]))
         return original_sets(self, rows)
 
+    original_reliance = trainer_module.KFGRPOTrainer._kf_reliance
+
+    def reliance(self, *args, **kwargs):
+        original_reliance(self, *args, **kwargs)
+        scores = self.kf_last_scores
+        steps[-1].update(
+            real_accuracy=scores["accuracy"].tolist(),
+            probe_scores=scores["per_probe"].tolist(),
+            real_logp=scores["real_logp"].tolist(),
+            centred=scores["centred"].tolist(),
+            bonus=scores["column"].tolist(),
+            saliency_gap=None,
+        )
+
     trainer_module.keyframe_bonus = bonus
     trainer_module.KFGRPOTrainer._kf_probe_sets = probe_sets
+    trainer_module.KFGRPOTrainer._kf_reliance = reliance
     trainer = cli(argv[1:])
     rank = trainer.accelerator.process_index
     record = dict(rank=rank, world_size=trainer.accelerator.num_processes, steps=steps)

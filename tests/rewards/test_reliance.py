@@ -1,0 +1,98 @@
+"""Per-completion frame reliance and the within-group keyframe reward, from known inputs."""
+
+import math
+
+import pytest
+import torch
+
+from kfgrpo.rewards.reliance import (
+    centred_ranks,
+    combine_probes,
+    eligible_mask,
+    gate_advantages,
+    rank_reward,
+    reliance_gate,
+    reliance_scores,
+    shape_advantages,
+    spearman,
+)
+
+
+def test_reliance_is_the_top_fraction_mean_of_clipped_gaps_with_the_right_sign():
+    real = torch.tensor([[-0.1, -0.2, -0.3, -0.4], [-1.0, -1.0, 0.0, 0.0]])
+    probe = torch.tensor([[[-3.1, -0.2, -0.4, -9.9], [-1.0, -2.0, 0.0, 0.0]]])  # one probe
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    # gaps row 0: 3.0, 0.0, 0.1, 9.5 -> clipped at 2: 2, 0, 0.1, 2; top half (2 of 4): mean(2, 2) = 2
+    # gaps row 1 (2 valid tokens): 0, 1 -> top half (1 of 2): 1
+    d = reliance_scores(real, probe, mask, top_fraction=0.5, clip=2.0)
+    assert d.shape == (2, 1)
+    assert d[:, 0].tolist() == pytest.approx([2.0, 1.0])
+    # all tokens, no clip: the plain mean gap; positive when the probe makes the completion less likely
+    d = reliance_scores(real, probe, mask)
+    assert d[:, 0].tolist() == pytest.approx([(3.0 + 0 + 0.1 + 9.5) / 4, 0.5])
+    # a probe that makes the completion *more* likely gives a negative reliance
+    assert reliance_scores(real, real.unsqueeze(0) + 0.5, mask)[:, 0].tolist() == pytest.approx([-0.5, -0.5])
+
+
+def test_identical_frames_give_zero_reliance():
+    real = torch.randn(3, 5)
+    assert torch.equal(reliance_scores(real, real.unsqueeze(0), torch.ones(3, 5)), torch.zeros(3, 1))
+
+
+def test_probes_combine_with_alpha_and_saliency_weights():
+    scores = torch.tensor([[1.0, 3.0]])
+    assert combine_probes(scores, [0.3, 0.3]).item() == pytest.approx(2.0)
+    assert combine_probes(scores, [0.3, 0.1]).item() == pytest.approx((0.3 + 0.3) / 0.4)
+    # a content probe that removed saliency 0.4 weighs (1 + 0.5·0.4) = 1.2
+    gap = torch.tensor([[0.0, 0.4]])
+    assert combine_probes(scores, [0.3, 0.3], gap, 0.5).item() == pytest.approx((0.3 * 1 + 0.3 * 1.2 * 3) / 0.6)
+
+
+def test_centred_ranks_order_eligible_completions_and_tie_identical_ones():
+    d = torch.tensor([[0.1, 0.5, 0.3, 9.0], [0.2, 0.2, 0.7, 0.0]])
+    ok = torch.tensor([[True, True, True, False], [True, True, True, False]])
+    c = centred_ranks(d, ok)
+    assert c[0].tolist() == pytest.approx([-0.5, 0.5, 0.0, 0.0])  # the ineligible 9.0 is not ranked
+    assert c[1].tolist() == pytest.approx([-0.25, -0.25, 0.5, 0.0])  # ties share their mean rank
+    assert c.sum(dim=1).tolist() == pytest.approx([0.0, 0.0])  # centred
+
+
+def test_equal_reliance_single_correct_or_spread_below_the_noise_floor_gives_a_zero_column():
+    ok = torch.ones(1, 4, dtype=torch.bool)
+    assert torch.equal(centred_ranks(torch.full((1, 4), 0.7), ok), torch.zeros(1, 4))
+    one = torch.tensor([[True, False, False, False]])
+    assert torch.equal(centred_ranks(torch.tensor([[0.1, 0.2, 0.3, 0.4]]), one), torch.zeros(1, 4))
+    close = torch.tensor([[0.5, 0.5 + 1e-6, 0.5 - 1e-6, 0.5]])
+    assert torch.equal(centred_ranks(close, ok, noise_floor=1e-3), torch.zeros(1, 4))
+
+
+def test_eligibility_needs_a_correct_answer_and_the_likelihood_floor():
+    acc = torch.tensor([1.0, 1.0, 0.0, float("nan"), 0.5])
+    logp = torch.tensor([-0.2, -3.0, -0.1, -0.1, -0.4])
+    assert eligible_mask(acc, logp, correct_threshold=0.1, floor=-1.5).tolist() == [True, False, False, False, True]
+
+
+def test_rank_reward_keeps_correct_above_incorrect_and_caps_partial_credit():
+    c = torch.tensor([-0.5, 0.5, 0.0, -0.5])
+    acc = torch.tensor([1.0, 1.0, 0.0, 0.3])
+    r = rank_reward(c, acc, 0.6, correct_threshold=0.1)
+    assert r.tolist() == pytest.approx([-0.3, 0.3, 0.0, -0.2])  # the 0.3-accuracy answer keeps its 0.2 margin
+    assert (acc + r)[[0, 1, 3]].min() >= 0.1 - 1e-6 and (acc + r)[2] <= 0.1
+
+
+def test_shaping_and_gating_touch_only_positive_advantages():
+    adv = torch.tensor([1.0, 1.0, -1.0, 0.0])
+    c = torch.tensor([0.5, -0.5, 0.5, 0.0])
+    assert shape_advantages(adv, c, 1.0).tolist() == pytest.approx([1.5, 0.5, -1.0, 0.0])
+    assert shape_advantages(adv, c, 4.0).tolist() == pytest.approx([3.0, 0.0, -1.0, 0.0])  # factor clamped at 0
+    d = torch.tensor([0.5, -0.2, 2.0, 1.0])
+    ok = torch.tensor([True, True, True, False])
+    g = reliance_gate(d, ok, 0.5)
+    assert g.tolist() == pytest.approx([1 - math.exp(-1), 0.0, 1 - math.exp(-4), 0.0])
+    assert gate_advantages(adv, g).tolist() == pytest.approx([1 - math.exp(-1), 0.0, -1.0, 0.0])
+
+
+def test_spearman():
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert math.isnan(spearman(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])))
