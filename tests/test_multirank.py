@@ -7,9 +7,10 @@ rank's generator draws differently; with sampling the comparison could only be s
 deterministic on CPU, and the runs agree bit for bit (asserted to 1e-6). With ``top_k: 1`` a group's G completions are
 identical, so advantages are 0 and the weights do not move: the comparison covers what KF-GRPO adds (probe building,
 probe generation or forward under DDP / ZeRO-3 partitioning, gathering, the per-group bonus, the metrics), not the
-optimizer step, which is TRL's and DeepSpeed's. For the per-completion reward (``rank``) the same holds completion by
-completion: reliance per probe, real-frame log-likelihood, centred rank and reward column; identical completions tie, so
-the column is 0 here, and the ranking itself is tested in-process (tests/test_trainer.py). The accuracy is ``kfgrpo.testing.multirank.text_hash_score``, which
+optimizer step, which is TRL's and DeepSpeed's. For the per-completion reliance (``gate``) the same holds completion
+by completion: reliance per probe and real-frame log-likelihood of every correct completion (NaN for the others),
+centred rank and reward column; ranks with different numbers of completions to score run the same number of forwards
+(ZeRO-3). The ranking itself is tested in-process (tests/test_trainer.py). The accuracy is ``kfgrpo.testing.multirank.text_hash_score``, which
 spreads a random-weight model's answers over [0, 1] so that every gate of the bonus is exercised.
 """
 
@@ -34,10 +35,10 @@ def _port() -> int:
 
 
 def _args(model, cache, out, mode, per_device):
-    # mode: `sample` / `likelihood` probes of the group rule, or `rank` (the per-completion reliance reward; the
-    # random model's completions are unlikely, so its likelihood and noise floors are lowered)
-    kf = ["--kf_reward", "group", "--kf_probe_mode", mode] if mode != "rank" else [
-        "--kf_reward", "rank", "--kf_likelihood_floor=-1e9", "--kf_reliance_noise_floor", "0"]
+    # mode: `sample` / `likelihood` probes of the group rule, or `gate` (per-completion reliance, scored for every
+    # correct completion; the random model's completions are unlikely, so its likelihood floor is lowered)
+    kf = ["--kf_reward", "group", "--kf_probe_mode", mode] if mode != "gate" else [
+        "--kf_reward", "gate", "--kf_likelihood_floor=-1e9"]
     return kf + [
         "--config", str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"),
         "--model_name_or_path", model, "--dataset_name", str(cache), "--output_dir", str(out),
@@ -95,17 +96,18 @@ def _assert_same(single, ranks, distributed_type):
             if a.get(key) is None:  # not recorded by this kind of reward
                 assert b0.get(key) is None, (step, key)
                 continue
-            assert b0[key] == b1[key], (step, key)  # every rank computes the bonus on the same gathered tensors
-            assert _flat(a[key]) == pytest.approx(_flat(b0[key]), abs=1e-6), (step, key)
+            # every rank computes the bonus on the same gathered tensors (NaN where a completion was not scored)
+            assert json.dumps(b0[key]) == json.dumps(b1[key]), (step, key)
+            assert _flat(a[key]) == pytest.approx(_flat(b0[key]), abs=1e-6, nan_ok=True), (step, key)
     assert len(ref["metrics"]) == len(ranks[0]["metrics"]) == STEPS
     for m_ref, m in zip(ref["metrics"], ranks[0]["metrics"]):
         assert m.keys() == m_ref.keys()
-        assert m == pytest.approx(m_ref, abs=1e-6)
+        assert m == pytest.approx(m_ref, abs=1e-6, nan_ok=True)
     # the comparison is not vacuous: some groups earn a bonus, some do not; per-completion reliance varies
     bonus = [b for s in ref["steps"] for b in _flat(s["bonus"])]
     if "real_logp" in ref["steps"][0]:
-        reliance = [x for s in ref["steps"] for x in _flat(s["probe_scores"])]
-        assert len(set(reliance)) > 4 and len(bonus) == 2 * 16
+        reliance = [x for s in ref["steps"] for x in _flat(s["probe_scores"]) if x == x]
+        assert len(set(reliance)) > 2 and len(bonus) == 2 * 16  # some completions were scored, with distinct D
     else:
         assert any(b > 0 for b in bonus)
 
@@ -125,13 +127,13 @@ def _single(runs, mode):
     return runs["single"][mode]
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood", "rank"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate"])
 def test_ddp_two_ranks_equal_one_process(runs, mode):
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "ddp")
     _assert_same(_single(runs, mode), ranks, "DistributedType.MULTI_CPU")
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate"])
 def test_zero3_two_ranks_equal_one_process(runs, mode):
     pytest.importorskip("deepspeed")
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "zero3")

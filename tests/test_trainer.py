@@ -91,12 +91,12 @@ def test_presets_train_and_log_probe_metrics(tiny_model_dir, train_ds, tmp_path,
             assert f"kf/{probe}/gap" in logs and f"kf/{probe}/bonus" in logs
             if mode == "sample":
                 assert f"kf/{probe}/accuracy" in logs
-        else:
-            assert f"kf/{probe}/reliance" in logs
     if trainer.args.kf_reward != "group":
-        for key in ("mean", "std", "eligible", "ranked_groups"):
+        # the random model answers nothing right, so nothing is scored (the scoring path: the first-step test)
+        for key in ("scored", "eligible", "ranked_groups", "distinct_correct_groups"):
             assert f"kf/reliance/{key}" in logs
-        assert "kf/real/logp" in logs and "entropy" in logs and "completions/mean_length" in logs
+        assert logs["kf/reliance/scored"] == 0.0
+        assert "entropy" in logs and "completions/mean_length" in logs
     assert "kf/real/accuracy" in logs and "rewards/kf_contrastive_reward/mean" in logs and "kf/probe_time" in logs
 
 
@@ -151,7 +151,7 @@ def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path, reward):
     plain_rows = datasets.Dataset.from_list([{k: v for k, v in row.items() if k not in tad} for row in train_ds])
     trainer = KFGRPOTrainer(
         tiny_model_dir,
-        [accuracy_reward],
+        [_hash_accuracy],  # some right answers, so that the reliance path scores them on every probe
         args=_kf(
             tmp_path,
             max_steps=1,
@@ -159,6 +159,7 @@ def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path, reward):
             kf_probes=["shuffle", "swap_salient", "drop_salient", "drop_random", "reverse"],
             kf_probe_bonus=[0.1] * 5,
             kf_reward=reward,
+            kf_likelihood_floor=-1e9,
         ),
         train_dataset=plain_rows,
     )
@@ -304,17 +305,20 @@ class _Pattern:
 
 def _stub_logps(trainer, reliance, real_logp=None):
     """Teacher forcing that returns known log-probs: every token of completion i has log-prob ``real_logp[i]`` under
-    the real frames and ``real_logp[i] - reliance[i]`` under every probe's, so D_i = ``reliance[i]``. Records the
-    frames of every call."""
+    the real frames and ``real_logp[i] - reliance[i]`` under every probe's, so D_i = ``reliance[i]``. The stub maps a
+    call's rows back to completions through the indices the trainer scores (``_kf_scored_indices``, padded by
+    repeating the first). Records the frames of every call."""
     calls = []
     real_logp = real_logp if real_logp is not None else [-0.1] * len(reliance)
 
     def logps(rows, frames, targets, scorer="policy"):
         calls.append([list(f) for f in frames])
-        t, n = max(len(x) for x in targets), len(targets)
-        base = torch.tensor(real_logp[:n]).view(-1, 1).expand(-1, t).clone()
+        scored = trainer._kf_scored_indices or [0]
+        index = [scored[k] if k < len(scored) else scored[0] for k in range(len(targets))]
+        t = max(len(x) for x in targets)
+        base = torch.tensor([real_logp[i] for i in index]).view(-1, 1).expand(-1, t).clone()
         if len(calls) % (1 + len(trainer.args.kf_probes)) != 1:  # a probe's frames: less likely by D
-            base = base - torch.tensor(reliance[:n]).view(-1, 1)
+            base = base - torch.tensor([reliance[i] for i in index]).view(-1, 1)
         mask = torch.tensor([[1.0] * len(x) + [0.0] * (t - len(x)) for x in targets])
         return base, mask
 
@@ -370,9 +374,14 @@ def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train
     # group 1: eligible 4, 5, 6 (D 0.05, 0.4, 0.2) -> -1/2, +1/2, 0; α = 0.3 + 0.3
     assert kf == pytest.approx([0.3, -0.3, 0.0, 0.0, -0.3, 0.3, 0.0, 0.0])
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
-    assert metrics["kf/reliance/mean"] == pytest.approx(sum(RELIANCE) / 8)  # D = real − probe: positive here
-    assert metrics["kf/shuffle/reliance"] == pytest.approx(sum(RELIANCE) / 8)
-    assert metrics["kf/real/logp"] == pytest.approx(sum(real_logp) / 8)
+    # only correct completions are scored (the random model's texts differ, so every group has two distinct ones)
+    scored = [i for i in range(8) if PATTERN[i % 4]]
+    assert sorted(trainer._kf_scored_indices) == scored
+    assert metrics["kf/reliance/scored"] == pytest.approx(6 / 8)
+    assert metrics["kf/reliance/mean"] == pytest.approx(sum(RELIANCE[i] for i in scored) / 6)  # D = real − probe
+    assert metrics["kf/shuffle/reliance"] == pytest.approx(sum(RELIANCE[i] for i in scored) / 6)
+    assert metrics["kf/real/logp"] == pytest.approx(sum(real_logp[i] for i in scored) / 6)
+    assert metrics["kf/reliance/distinct_correct_groups"] == 1.0
     assert metrics["kf/reliance/eligible"] == pytest.approx(5 / 8)
     assert metrics["kf/reliance/ranked_groups"] == 1.0
     assert metrics["kf/real/accuracy"] == pytest.approx(0.75)
@@ -390,12 +399,11 @@ def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train
     # the probes were scored on the perturbed frames: real frames first, then each probe's
     from kfgrpo.probes import perturb_row, probe_rng
 
-    assert calls[0] == [list(r["images"]) for r in rows]
+    assert calls[0] == [list(rows[i]["images"]) for i in trainer._kf_scored_indices]
     for j, kind in enumerate(trainer.args.kf_probes):
         expected = [
-            perturb_row(kind, rows[4 * gi], probe_rng(trainer.args.seed, 0, gi, kind), 0.5)[0]
-            for gi in (0, 1)
-            for _ in range(4)
+            perturb_row(kind, rows[4 * (i // 4)], probe_rng(trainer.args.seed, 0, i // 4, kind), 0.5)[0]
+            for i in trainer._kf_scored_indices
         ]
         assert calls[1 + j] == expected
         assert calls[1 + j] != calls[0]
@@ -547,3 +555,27 @@ def test_sampled_probes_generate_on_the_perturbed_frames(tiny_model_dir, train_d
         g_p = trainer.args.kf_probe_generations
         assert images == [f for f in per_group for _ in range(g_p)]
         assert images != [list(rows[4 * gi]["images"]) for gi in (0, 1) for _ in range(g_p)]
+
+
+def test_reference_scorer_is_frozen_and_adds_no_kl(tiny_model_dir, train_ds, tmp_path):
+    """kf_reliance_scorer: reference with beta 0: TRL's reference model is loaded (and stays as it was), the loss has
+    no KL term; D scored by the reference does not move when the policy's weights do."""
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_hash_accuracy, format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_reliance_scorer="reference", beta=0.0),
+        train_dataset=train_ds,
+    )
+    assert trainer.ref_model is not None and trainer.beta == 0.0 and trainer.args.beta == 0.0
+    rows = _rows(train_ds, groups=(0,), g=2)
+    frames = [list(r["images"]) for r in rows]
+    targets = [[10, 11, 12], [13, 14]]
+    before = {s: trainer._kf_teacher_forced_logps(rows, frames, targets, s)[0] for s in ("policy", "reference")}
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    after = {s: trainer._kf_teacher_forced_logps(rows, frames, targets, s)[0] for s in ("policy", "reference")}
+    assert torch.equal(before["reference"], after["reference"])
+    assert not torch.allclose(before["policy"], after["policy"])
+    trainer.train()
+    assert "kl" not in trainer.state.log_history[0]

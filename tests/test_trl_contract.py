@@ -18,7 +18,8 @@ def test_trl_version_is_the_pinned_one():
 
 
 def test_overridden_hook_signature():
-    # The only TRL method KFGRPOTrainer overrides.
+    # The TRL methods KFGRPOTrainer overrides: _calculate_rewards (probes, reward column) and
+    # _generate_and_score_completions (wrapped: positive advantages rescaled after TRL's normalisation).
     assert _params(GRPOTrainer._calculate_rewards) == [
         "self",
         "inputs",
@@ -27,10 +28,28 @@ def test_overridden_hook_signature():
         "completion_ids_list",
     ]
     overridden = {name for name, fn in vars(KFGRPOTrainer).items() if callable(fn) and hasattr(GRPOTrainer, name)}
-    assert overridden == {"__init__", "_calculate_rewards", "create_model_card"}
+    assert overridden == {"__init__", "_calculate_rewards", "_generate_and_score_completions", "create_model_card"}
+    assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    # the wrapper reads the local slice of the advantages, computed after the rewards of the same call
+    assert source.index("self._calculate_rewards(") < source.index("advantages = rewards - mean_grouped_rewards")
+    assert "advantages = advantages[process_slice]" in source and '"advantages": advantages,' in source
+    assert "self.accelerator.process_index * len(prompts)" in source
     from trl.trainer.base_trainer import _BaseTrainer
 
     assert _params(_BaseTrainer.create_model_card) == ["self", "model_name", "dataset_name", "tags"]
+
+
+def test_reference_model_follows_beta():
+    """KFGRPOTrainer borrows beta during TRL's __init__ so that TRL loads and prepares its reference model for the
+    reference scorer, then sets beta to 0: TRL must create the reference model from beta at init and read the KL
+    weight from ``self.beta`` in the loss."""
+    init = inspect.getsource(GRPOTrainer.__init__)
+    assert "self.beta = args.beta" in init and "if self.beta == 0.0:" in init
+    assert "self.ref_model = create_model_from_path(" in init
+    loss = inspect.getsource(GRPOTrainer._compute_loss)
+    assert "if self.beta != 0.0:" in loss and "self.beta * per_token_kl" in loss
+    assert "if self.beta != 0.0:" in inspect.getsource(GRPOTrainer._generate_and_score_completions)
 
 
 def test_resume_hook_still_needs_the_fix():
@@ -63,8 +82,11 @@ def test_hooks_the_probes_call():
     assert p[:5] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep"]
     from kfgrpo.trainer import _LOGPS_FORWARD_KEYS
 
-    for key in ("num_images", *_LOGPS_FORWARD_KEYS):  # what _kf_target_logps passes through
+    for key in ("num_images", "batch_size", *_LOGPS_FORWARD_KEYS):  # what _kf_teacher_forced_logps passes through
         assert key in p, key
+    from trl.trainer.utils import use_adapter  # the reference scorer with PEFT
+
+    assert _params(use_adapter) == ["model", "adapter_name"]
     assert _params(prepare_multimodal_messages) == ["messages", "images"]
 
 

@@ -130,11 +130,21 @@ class KFGRPOConfig(GRPOConfig):
             "batching alone moves D by about 1e-6, identical completions tie exactly."
         },
     )
+    kf_reliance_mixed_groups_only: bool = field(
+        default=True,
+        metadata={
+            "help": "Rank only groups with at least one incorrect completion. In an all-correct group GRPO's "
+            "advantages are 0 and the group std would make the ranks by D the group's whole learning signal "
+            "(measured: the policy then games D and accuracy falls; README, Does KF-GRPO help?)."
+        },
+    )
     kf_reliance_scorer: str = field(
         default="policy",
         metadata={
-            "help": "Model that scores D: `policy` (the weights that generated the rollouts; no extra memory) or "
-            "`reference` (TRL's reference model: needs beta > 0 or a PEFT adapter)."
+            "help": "Model that scores D and the likelihood floor: `policy` (the weights that generated the rollouts; "
+            "no extra memory, but the policy can raise its own D by becoming fragile to the probes) or `reference` "
+            "(the frozen starting model, TRL's reference model: loaded even with beta 0, without a KL term; free "
+            "with a PEFT adapter, whose base model is the reference)."
         },
     )
     kf_shape_coef: float = field(

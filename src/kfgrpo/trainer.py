@@ -94,20 +94,29 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 args.reward_weights = [*args.reward_weights, 1.0]
         if args.use_vllm:
             require_vllm()
-        with vllm_colocate_limits(args, kwargs.get("train_dataset")):
-            super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        # The reference scorer needs TRL's reference model, which TRL loads, patches and prepares (DeepSpeed, FSDP)
+        # only when beta != 0. Without a KL term, beta is non-zero during TRL's __init__ and 0 afterwards: the
+        # reference model exists, the loss has no KL term (tests/test_trl_contract.py pins both).
+        borrow_beta = (
+            args.kf_enabled and args.kf_reward != "group" and args.kf_reliance_scorer == "reference" and not args.beta
+        )
+        if borrow_beta:
+            args.beta = 1.0
+        try:
+            with vllm_colocate_limits(args, kwargs.get("train_dataset")):
+                super().__init__(model=model, reward_funcs=funcs, args=args, **kwargs)
+        finally:
+            if borrow_beta:
+                args.beta = 0.0
+        if borrow_beta:
+            self.beta = 0.0
         if args.use_vllm:
             patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
             suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
         self._kf_last_call = None
         self._kf_pending = None  # per-completion reliance of the current generation batch (kf_reward != group)
         self.kf_last_scores = None
-        if args.kf_enabled and args.kf_reward != "group" and args.kf_reliance_scorer == "reference":
-            if self.ref_model is None and not self.is_peft_model:
-                raise ValueError(
-                    "kf_reliance_scorer: reference needs a reference model: set beta > 0 (TRL then loads one) or "
-                    "train a PEFT adapter (the base model is the reference); or use kf_reliance_scorer: policy."
-                )
+        self._kf_scored_indices = []
         if args.kf_enabled:
             if args.kf_accuracy_reward not in self.reward_func_names:
                 raise ValueError(
@@ -186,29 +195,25 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
     # Per-completion reliance (kf_reward: rank | shape | gate)
     # ------------------------------------------------------------------------------------------------------------
     def _kf_reliance(self, inputs, rows, probe_frames, saliency_gap, rewards, completions, completion_ids_list):
-        """Scores every local completion under the real and the probe frames, gathers D and writes the reward."""
+        """Scores the local completions that can be paid, gathers D and writes the reward column."""
         args, g = self.args, self.num_generations
-        n = len(inputs)
-        real = [list(row.get("images") or []) for row in inputs]
-        sets = [real] + [[frames[i // g] for i in range(n)] for frames in probe_frames]
-        targets = [list(ids) for ids in completion_ids_list]
-        # One no-grad forward per frame set (real, then each probe) over all of this rank's completions.
-        per_set = [self._kf_teacher_forced_logps(inputs, f, targets, args.kf_reliance_scorer) for f in sets]
-        logps, mask = torch.stack([lp for lp, _ in per_set]), per_set[0][1]
-        scores = reliance_scores(
-            logps[0], logps[1:], mask, top_fraction=args.kf_reliance_top_fraction, clip=args.kf_reliance_clip
-        )  # [n, P]
-        real_logp = (logps[0] * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+        n, rank = len(inputs), self.accelerator.process_index
+        acc = rewards[:, self._kf_acc_index]
+        need = self._kf_needs_score(acc[rank * n : (rank + 1) * n], completion_ids_list)
+        scores, real_logp = self._kf_completion_reliance(inputs, probe_frames, completion_ids_list, need)
         gap = saliency_gap.repeat_interleave(g, dim=0)  # per completion
         reliance = combine_probes(scores, args.kf_probe_bonus, gap, args.kf_saliency_weight)
         # Gathered in TRL's order (rank by rank), like the reward matrix.
         all_scores, all_reliance, all_real_logp = gather(scores), gather(reliance), gather(real_logp)
-        acc = rewards[:, self._kf_acc_index]
         eligible = eligible_mask(
             acc, all_real_logp, correct_threshold=args.kf_correct_threshold, floor=args.kf_likelihood_floor
-        )
+        )  # NaN log-likelihood (not scored) is never eligible
+        correct = (torch.nan_to_num(acc, nan=-1.0) > args.kf_correct_threshold).view(-1, g)
         centred = centred_ranks(
-            all_reliance.view(-1, g), eligible.view(-1, g), noise_floor=args.kf_reliance_noise_floor
+            all_reliance.view(-1, g),
+            eligible.view(-1, g),
+            noise_floor=args.kf_reliance_noise_floor,
+            correct=correct if args.kf_reliance_mixed_groups_only else None,
         ).reshape(-1)
         if args.kf_reward == "rank":
             alpha = float(sum(args.kf_probe_bonus))
@@ -216,31 +221,95 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         else:
             column = torch.zeros_like(acc)  # shape / gate act on the advantages (_generate_and_score_completions)
         rewards[:, self._kf_index] = column
-        gate = reliance_gate(all_reliance, eligible, args.kf_gate_scale)
+        gate = reliance_gate(torch.nan_to_num(all_reliance, nan=0.0), eligible, args.kf_gate_scale)
         self._kf_pending = dict(reliance=all_reliance, centred=centred, gate=gate, eligible=eligible, accuracy=acc)
         # The last batch's per-completion scores, kept for diagnostics (benchmarks/bench_reliance_auc.py).
         self.kf_last_scores = dict(self._kf_pending, per_probe=all_scores, real_logp=all_real_logp, column=column)
-        self._kf_log_reliance(all_scores, all_reliance, all_real_logp, eligible, centred, gate, inputs, completions)
+        distinct = gather(self._kf_distinct_correct_groups(acc[rank * n : (rank + 1) * n], completion_ids_list))
+        self._kf_log_reliance(all_scores, all_reliance, all_real_logp, eligible, centred, gate, distinct)
+        self._kf_log_answers(inputs, completions)
 
-    def _kf_log_reliance(self, scores, reliance, real_logp, eligible, centred, gate, inputs, completions):
+    def _kf_correct(self, local_acc) -> torch.Tensor:
+        return torch.nan_to_num(local_acc, nan=-1.0) > self.args.kf_correct_threshold
+
+    def _kf_distinct_correct_groups(self, local_acc, completion_ids_list) -> torch.Tensor:
+        """Per local group: 1.0 when at least two of its correct completions are different texts."""
+        g, correct = self.num_generations, self._kf_correct(local_acc)
+        out = [
+            float(len({tuple(completion_ids_list[i]) for i in range(s, s + g) if correct[i]}) >= 2)
+            for s in range(0, len(completion_ids_list), g)
+        ]
+        return torch.tensor(out, device=local_acc.device)
+
+    def _kf_needs_score(self, local_acc, completion_ids_list) -> torch.Tensor:
+        """The local completions whose reliance can change an update: correct ones; for ``rank`` / ``shape`` only in
+        groups where two correct completions differ (identical texts tie, a lone correct one has nothing to rank) and,
+        for ``shape`` or with ``kf_reliance_mixed_groups_only``, some completion is wrong."""
+        correct = self._kf_correct(local_acc)
+        if self.args.kf_reward == "gate":
+            return correct
+        g = self.num_generations
+        rankable = self._kf_distinct_correct_groups(local_acc, completion_ids_list).bool()
+        if self.args.kf_reward == "shape" or self.args.kf_reliance_mixed_groups_only:
+            # an all-correct group: GRPO's advantages are 0 (shape scales nothing), and rank skips it
+            rankable &= ~correct.view(-1, g).all(dim=1)
+        return correct & rankable.repeat_interleave(g)
+
+    def _kf_completion_reliance(self, inputs, probe_frames, completion_ids_list, need):
+        """``(D_ij [n, P], mean real-frame log-prob [n])`` of the completions in ``need`` (NaN for the others).
+
+        Each distinct completion of a group is scored once: one no-grad forward per frame set (real, then each probe)
+        over all of them. Every rank runs the same number of forwards (ZeRO-3 gathers parameters collectively): a
+        rank with fewer completions to score pads its batch with a copy of one of its own."""
+        args, g, device = self.args, self.num_generations, self.accelerator.device
+        n, num_probes = len(inputs), len(probe_frames)
+        first = {}  # (group, completion ids) -> the first local index with that text
+        for i in need.nonzero().flatten().tolist():
+            first.setdefault((i // g, tuple(completion_ids_list[i])), i)
+        order = list(first.values())
+        self._kf_scored_indices = list(order)
+        most = int(gather(torch.tensor([len(order)], device=device)).max().item())
+        scores = torch.full((n, num_probes), float("nan"), device=device)
+        real_logp = torch.full((n,), float("nan"), device=device)
+        if most == 0:
+            return scores, real_logp
+        batch = order + [order[0] if order else 0] * (most - len(order))
+        rows = [inputs[i] for i in batch]
+        targets = [list(completion_ids_list[i]) for i in batch]
+        sets = [[list(r.get("images") or []) for r in rows]] + [
+            [frames[i // g] for i in batch] for frames in probe_frames
+        ]
+        per_set = [self._kf_teacher_forced_logps(rows, f, targets, args.kf_reliance_scorer) for f in sets]
+        logps, mask = torch.stack([lp for lp, _ in per_set]), per_set[0][1]
+        got = reliance_scores(
+            logps[0], logps[1:], mask, top_fraction=args.kf_reliance_top_fraction, clip=args.kf_reliance_clip
+        )[: len(order)]
+        got_logp = ((logps[0] * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1))[: len(order)]
+        position = {i: k for k, i in enumerate(order)}
+        for i in need.nonzero().flatten().tolist():
+            k = position[first[(i // g, tuple(completion_ids_list[i]))]]
+            scores[i], real_logp[i] = got[k], got_logp[k]
+        return scores, real_logp
+
+    def _kf_log_reliance(self, scores, reliance, real_logp, eligible, centred, gate, distinct):
+        """Means over the completions that were scored (NaN-free); shares over all completions or groups."""
         metrics, g = self._metrics["train"], self.num_generations
-        correct = eligible.view(-1, g)
+        scored = ~torch.isnan(reliance)
         metrics["kf/real/accuracy"].append(
             torch.nanmean(self._kf_pending["accuracy"].view(-1, g), dim=1).nanmean().item()
         )
-        metrics["kf/real/logp"].append(real_logp.mean().item())
-        metrics["kf/reliance/mean"].append(reliance.mean().item())
-        metrics["kf/reliance/std"].append(reliance.std().item() if reliance.numel() > 1 else 0.0)
-        for j, kind in enumerate(self.args.kf_probes):
-            metrics[f"kf/{kind}/reliance"].append(scores[:, j].mean().item())
+        metrics["kf/reliance/scored"].append(scored.float().mean().item())
+        if scored.any():
+            metrics["kf/real/logp"].append(real_logp[scored].mean().item())
+            metrics["kf/reliance/mean"].append(reliance[scored].mean().item())
+            metrics["kf/reliance/std"].append(reliance[scored].std().item() if scored.sum() > 1 else 0.0)
+            for j, kind in enumerate(self.args.kf_probes):
+                metrics[f"kf/{kind}/reliance"].append(scores[scored, j].mean().item())
         metrics["kf/reliance/eligible"].append(eligible.float().mean().item())
         metrics["kf/reliance/ranked_groups"].append((centred.view(-1, g) != 0).any(dim=1).float().mean().item())
-        metrics["kf/reliance/distinct_correct_groups"].append(
-            (correct.sum(dim=1) >= 2).float().mean().item() if correct.numel() else 0.0
-        )
+        metrics["kf/reliance/distinct_correct_groups"].append(distinct.float().mean().item())
         if self.args.kf_reward == "gate":
             metrics["kf/reliance/gate"].append(gate[eligible].mean().item() if eligible.any() else 0.0)
-        self._kf_log_answers(inputs, completions)
 
     def _kf_log_answers(self, inputs, completions):
         """Share of each option letter among the batch's answers (multiple-choice rows), over every rank."""

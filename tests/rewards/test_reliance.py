@@ -96,3 +96,12 @@ def test_spearman():
     assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])) == pytest.approx(1.0)
     assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
     assert math.isnan(spearman(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])))
+
+
+def test_all_correct_groups_are_not_ranked_when_asked():
+    d = torch.tensor([[0.1, 0.5, 0.3, 0.2], [0.1, 0.5, 0.3, 0.2]])
+    ok = torch.ones(2, 4, dtype=torch.bool)
+    correct = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    c = centred_ranks(d, ok & correct, correct=correct)
+    assert torch.equal(c[0], torch.zeros(4))  # all correct: GRPO leaves it still, so does the reliance reward
+    assert c[1].tolist() == pytest.approx([-0.5, 0.5, 0.0, 0.0])

@@ -18,7 +18,12 @@ D_i > 0: the completion is more likely with the real frames than with the pertur
 per-token log-prob ≥ ``kf_likelihood_floor``): a completion the policy itself finds unlikely gets nothing, however
 much less likely the probe makes it. Per group, with at least two eligible completions whose D spread reaches
 ``kf_reliance_noise_floor``, each eligible completion gets a centred rank c_i ∈ [−1/2, 1/2] (ties share their mean
-rank, so identical completions score alike); every other completion gets c_i = 0. Then, by ``kf_reward``:
+rank, so identical completions score alike); every other completion gets c_i = 0. With
+``kf_reliance_mixed_groups_only`` (the default) a group whose completions are all correct is not ranked either: there
+GRPO's advantages are 0, and TRL's group std would scale the ranks up to the group's only learning signal, paid for D
+alone. Measured on the shortcut benchmark (tuning seed): without this guard the ``rank`` reward raised D (0.58 → 0.79
+with the policy as scorer, 0.63 → 0.68 with the reference) while entropy rose 4-7× and training accuracy fell from 0.86
+to 0.56-0.66. Then, by ``kf_reward``:
 
 * ``rank``: a reward column α·c_i with α = Σ_j α_j. The eligible completions' mean is unchanged (centred), so the
   group baseline is GRPO's; the negative half is capped at the completion's accuracy margin above
@@ -75,16 +80,22 @@ def eligible_mask(accuracy: torch.Tensor, real_logp: torch.Tensor, *, correct_th
     return (torch.nan_to_num(accuracy, nan=-math.inf) > correct_threshold) & (real_logp >= floor)
 
 
-def centred_ranks(reliance: torch.Tensor, eligible: torch.Tensor, *, noise_floor: float = 0.0) -> torch.Tensor:
+def centred_ranks(
+    reliance: torch.Tensor,
+    eligible: torch.Tensor,
+    *,
+    noise_floor: float = 0.0,
+    correct: torch.Tensor | None = None,
+) -> torch.Tensor:
     """c: [groups, G] in [−1/2, 1/2]; the rank of D among a group's eligible completions, ties averaged, centred.
 
     Zero for ineligible completions and for groups with fewer than two eligible completions or a D spread (max − min)
-    below ``noise_floor``."""
+    below ``noise_floor``; with ``correct`` ([groups, G]), also for groups where every completion is correct."""
     out = torch.zeros_like(reliance)
     for gi in range(reliance.size(0)):
         idx = eligible[gi].nonzero().flatten()
         n = idx.numel()
-        if n < 2:
+        if n < 2 or (correct is not None and bool(correct[gi].all())):
             continue
         d = reliance[gi, idx]
         if (d.max() - d.min()).item() < noise_floor or (d.max() - d.min()).item() == 0.0:
