@@ -63,11 +63,13 @@ def test_never_raises_and_stays_in_range(text, solution, ptype):  # noqa: D103
         assert 0.0 <= r <= 1.0
 
 
-# Each case below failed before the scoring fixes (the bug number of issue "scores users can trust" in the comment).
+# Guards for the scoring fixes of the issue "scores users can trust" (its bug number in each test's comment). Cases
+# marked "misread before" were scored wrongly by the scorer before those fixes (checked against it); the others pin
+# behaviour that already held and must keep holding. New classes: tests/rewards/test_scoring_classes.py.
 
 
 @pytest.mark.parametrize("letter", ["I", "J"])
-def test_options_i_and_j_score(letter):  # bug 1
+def test_options_i_and_j_score(letter):  # bug 1 (held before: guards the A-J alphabet)
     assert score_answer(f"<answer>{letter}</answer>", letter, "multiple_choice") == 1.0
     assert score_answer(f"<answer>({letter}) the tenth</answer>", letter, "multiple_choice") == 1.0
 
@@ -76,18 +78,18 @@ def test_options_i_and_j_score(letter):  # bug 1
     "answer,solution,expected",
     [("1,500", "1,000", 0.0), ("2,500,000", "2,000,000", 0.0), ("1,000", "1000", 1.0), ("1,234.5", "1234.50", 1.0)],
 )
-def test_thousands_separators(answer, solution, expected):  # bug 2
+def test_thousands_separators(answer, solution, expected):  # bug 2 (every case misread before)
     assert score_answer(f"<answer>{answer}</answer>", solution, "numerical") == expected
 
 
 @pytest.mark.parametrize(
     "answer,expected",
     [
-        ("10.0-15.0", 1.0),
+        ("10.0-15.0", 1.0),  # misread before
         ("10 to 15", 1.0),
         ("10 - 15 s", 1.0),
         ("[10, 15]", 1.0),
-        ("15.0-10.0", 0.0),
+        ("15.0-10.0", 0.0),  # misread before
         ("[12.5, 15]", 0.5),
     ],
 )
@@ -99,8 +101,14 @@ def test_span_forms_and_reversed_spans(answer, expected):  # bug 3
 @pytest.mark.parametrize(
     "completion,expected",
     [
-        ("<think>A woman appears in the first frame and then", None),  # truncated reasoning: no answer
-        ("A woman appears in the first frame and then", None),  # no tags: the article is not an option
+        (
+            "<think>A woman appears in the first frame and then",
+            None,
+        ),  # truncated reasoning: no answer (misread before)
+        (
+            "A woman appears in the first frame and then",
+            None,
+        ),  # no tags: the article is not an option (misread before)
         ("<think>the door opens first</think><answer>B", "B"),  # unclosed answer: what it says
         ("<think>the door opens first</think>\nB", "B"),  # answer after the reasoning, without tags
         ("<think>so it must be A... or is it</think><answer>C</answer>", "C"),
@@ -114,17 +122,17 @@ def test_truncated_completions(completion, expected):  # bug 4
 @pytest.mark.parametrize(
     "answer,expected",
     [
-        ("A or C", None),
-        ("A, C", None),
-        ("Either A or C", None),
-        ("(A) / (C)", None),
-        ("A man opening a door", "C"),  # an option's text names that option, article or not
-        ("a blue circle", "B"),
+        ("A or C", None),  # misread before
+        ("A, C", None),  # misread before
+        ("Either A or C", None),  # misread before
+        ("(A) / (C)", None),  # misread before
+        ("A man opening a door", "C"),  # an option's text names that option, article or not (misread before)
+        ("a blue circle", "B"),  # misread before
         ("B. a blue circle", "B"),
         ("(B)", "B"),
         ("Answer: C", "C"),
         ("The correct answer is (D).", "D"),
-        ("I think it is B", "B"),  # the pronoun is not option I
+        ("I think it is B", "B"),  # the pronoun is not option I (misread before)
         ("C, because the door opens", "C"),
         ("Because", None),
     ],
@@ -133,12 +141,12 @@ def test_hedges_and_option_text(answer, expected):  # bug 5
     assert extract_choice(answer, OPTS) == expected
 
 
-def test_free_form_rouge_is_stemmed():  # bug 6
+def test_free_form_rouge_is_stemmed():  # bug 6 (misread before)
     got = score_answer("<answer>a man is running</answer>", "a man runs", "free_form")
     assert got == pytest.approx(0.71, abs=0.01)
 
 
-def test_regression_and_ocr_as_video_r1():  # bug 7
+def test_regression_and_ocr_as_video_r1():  # bug 7 (types absent before)
     assert score_answer("<answer>90</answer>", "100", "regression") == pytest.approx(0.9)
     assert score_answer("<answer>250</answer>", "100", "regression") == 0.0
     assert score_answer("<answer>1,000</answer>", "1000", "regression") == pytest.approx(1.0)

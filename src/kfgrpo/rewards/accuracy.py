@@ -3,14 +3,18 @@
 
 * ``multiple_choice`` — the option the answer names (``extract_choice``) equals the solution letter → 1.0, else 0.0.
   An answer that names two options ("A or C", "A, C", "either A or C") names none; an answer that is an option's text
-  ("A man opening a door") names that option, however the text starts.
+  ("A man opening a door") names that option, however the text starts. Full-width letters ("Ｂ") and markdown
+  emphasis ("**B**") are read as the letter; a whole answer of one lowercase letter ("b") names that option (inside
+  a sentence "a" stays an article); "the answer is B" wins over a leading "A. ..." that discusses another option.
 * ``numerical`` — the first number in the answer equals the solution's at 2 decimals (Video-R1). "1,500" is one
-  thousand five hundred: a comma between groups of three digits is a thousands separator.
+  thousand five hundred: a comma between groups of three digits is a thousands separator. A hedge between two
+  numbers ("3 or 4", "between 3 and 5", "3-4") is no answer.
 * ``regression`` — 1 − relative error, clipped to [0, 1] (Video-R1's training reward for its ``regression`` type).
 * ``ocr`` — 1 − word error rate, clipped to [0, 1] (Video-R1's training reward for its ``OCR`` type).
 * ``free_form`` — mean of ROUGE-1/2/L F-measures with Porter stemming, as Video-R1 (``use_stemmer=True``), in [0, 1].
 * ``temporal_grounding`` — IoU of the predicted ``[start, end]`` seconds with the solution's, in [0, 1]; "10.0-15.0",
-  "10 to 15", "10 and 15" are spans too; a reversed span (start > end) scores 0, as in VideoChat-R1.
+  "10 to 15", "10 and 15", clock times "00:10 to 00:15" (mm:ss, h:mm:ss) are spans too; a negative start keeps its
+  sign; a reversed span (start > end) scores 0, as in VideoChat-R1.
 
 Which text is the answer (``extract_answer``): the last closed ``<answer>…</answer>``; else the text after an unclosed
 ``<answer>`` (a completion cut off inside its answer); else the text after ``</think>``; else nothing when a
@@ -27,6 +31,7 @@ ignores the function for that row); nothing here raises on any completion string
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ..manifest import OPTION_LETTERS, PROBLEM_TYPES
 from .utils import completion_text
@@ -35,8 +40,10 @@ ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _L = f"[{OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}]"
 # An option letter standing alone (not part of a word); case-sensitive: "a" is an article, never an option.
 LETTER_PATTERN = re.compile(rf"(?<![A-Za-z])({_L})(?![A-Za-z])")
-_WHOLE = re.compile(rf"^[\s(\[]*({_L})[\s)\].:]*$")
-_LEADING = re.compile(rf"^\s*(?:\(({_L})\)|\[({_L})\]|({_L})(?:[.):,](?!\d)|\s*$))")
+_WHOLE = re.compile(rf"^[\s(\[]*({_L}|{_L.lower()})[\s)\].:]*$")  # the whole answer is one letter, any case
+_LEADING = re.compile(rf"^\s*(?:\(({_L})\)|\[({_L})\]|({_L})(?:[.):,](?!\d)|\s+[-–—]\s|\s*$))")
+_ANSWER_IS = re.compile(rf"(?i:\banswer\b(?:\s+is)?)\s*[:\-]?\s*[(\[]?({_L})(?![A-Za-z])")
+_EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]|[*_`](?!\w)")
 _END = re.compile(rf"(?<![A-Za-z])({_L})[\s)\].]*$")
 _PHRASE = re.compile(rf"(?i:\b(?:answer|option|choice)\b(?:\s+is)?)\s*[:\-]?\s*[(\[]?({_L})(?![A-Za-z])")
 _PAREN = re.compile(rf"\(({_L})\)")
@@ -45,7 +52,12 @@ _HEDGE = re.compile(
 )
 _GROUPED = r"\d{1,3}(?:,\d{3})+(?:\.\d*)?"
 NUMBER_PATTERN = re.compile(rf"[-+]?(?:{_GROUPED}|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-_SECONDS = re.compile(r"\d+(?:\.\d*)?|\.\d+")  # times: unsigned, no thousands separators ("[100,200]" is a span)
+# times: no thousands separators ("[100,200]" is a span); a minus sign only where no digit precedes ("10-15" is a span)
+_SECONDS = re.compile(r"(?<![\d.])-?(?:\d+(?:\.\d*)?|\.\d+)")
+_CLOCK = re.compile(r"(?<![\d:.])(\d{1,2}):([0-5]\d)(?::([0-5]\d))?(?:\.(\d+))?(?![\d:])")
+_NUMBER_HEDGE = re.compile(
+    rf"(?i)(?:\bbetween\s+)?({NUMBER_PATTERN.pattern})\s*(?:\bor\b|\band\b|\bto\b|/|-|–|—)\s*({NUMBER_PATTERN.pattern})"
+)
 _SPAN = re.compile(
     rf"({_SECONDS.pattern})\s*(?:s|sec|seconds)?\s*(?:-|–|—|~|,|\bto\b|\band\b|\buntil\b)\s*({_SECONDS.pattern})"
 )
@@ -80,7 +92,7 @@ def _norm(text: str) -> str:
 
 def extract_choice(answer: str, options=None) -> str | None:
     """The option letter an answer names, or None (no option, or more than one: a hedge)."""
-    a = answer.strip()
+    a = _EMPHASIS.sub("", unicodedata.normalize("NFKC", answer)).strip()  # "Ｂ" -> "B", "**B**" -> "B"
     if not a:
         return None
     texts = _option_texts(options)
@@ -90,10 +102,15 @@ def extract_choice(answer: str, options=None) -> str | None:
             return hits[0]
     if _HEDGE.search(a) and len({m for pair in _HEDGE.findall(a) for m in pair}) > 1:
         return None
-    for pattern in (_WHOLE, _LEADING):
-        m = pattern.match(a)
-        if m:
-            return next(g for g in m.groups() if g)
+    m = _WHOLE.match(a)
+    if m:
+        return m.group(1).upper()
+    stated = set(_ANSWER_IS.findall(a))  # "A. ... is wrong; the answer is B": the stated answer wins
+    if len(stated) == 1:
+        return stated.pop()
+    m = _LEADING.match(a)
+    if m:
+        return next(g for g in m.groups() if g)
     for pattern in (_PHRASE, _PAREN):
         found = {m for m in pattern.findall(a)}
         if len(found) == 1:
@@ -122,8 +139,17 @@ def multiple_choice_score(answer: str, solution: str, options=None) -> float:
     return float(bool(letter and truth and letter == truth.group(1)))
 
 
+def _answer_numbers(answer: str) -> list[float]:
+    """The numbers of an answer; none when it hedges between two different numbers ("3 or 4", "between 3 and 5")."""
+    for m in _NUMBER_HEDGE.finditer(answer):
+        a, b = _to_float(m.group(1)), _to_float(m.group(2))
+        if a is not None and b is not None and a != b:
+            return []
+    return _numbers(answer)
+
+
 def numerical_score(answer: str, solution: str, options=None) -> float:
-    pred, truth = _numbers(answer), _numbers(solution)
+    pred, truth = _answer_numbers(answer), _numbers(solution)
     if not pred or not truth:
         return 0.0
     return float(round(pred[0], 2) == round(truth[0], 2))
@@ -131,7 +157,7 @@ def numerical_score(answer: str, solution: str, options=None) -> float:
 
 def regression_score(answer: str, solution: str, options=None) -> float:
     """1 − |pred − truth| / |truth| (Video-R1's epsilon 1e-9 on both sides), clipped to [0, 1]."""
-    pred, truth = _numbers(answer), _numbers(solution)
+    pred, truth = _answer_numbers(answer), _numbers(solution)
     if not pred or not truth:
         return 0.0
     rel = (abs(pred[0] - truth[0]) + 1e-9) / (abs(truth[0]) + 1e-9)
@@ -155,7 +181,9 @@ def ocr_score(answer: str, solution: str, options=None) -> float:
 
 
 def parse_span(text: str) -> tuple[float, float] | None:
-    """``(start, end)`` seconds as written (not reordered): "[10, 15]", "10.0-15.0", "10 to 15 s"; None if absent."""
+    """``(start, end)`` seconds as written (not reordered): "[10, 15]", "10.0-15.0", "10 to 15 s", "00:10 to 00:15";
+    None if absent."""
+    text = _CLOCK.sub(_clock_seconds, text)
     m = _SPAN.search(text)
     if m:
         a, b = _to_float(m.group(1)), _to_float(m.group(2))
@@ -163,6 +191,13 @@ def parse_span(text: str) -> tuple[float, float] | None:
             return a, b
     nums = _numbers(text, _SECONDS)
     return (nums[0], nums[1]) if len(nums) >= 2 else None
+
+
+def _clock_seconds(m: re.Match) -> str:
+    """mm:ss or h:mm:ss (with optional fraction) as seconds."""
+    a, b, c, frac = m.groups()
+    seconds = int(a) * 3600 + int(b) * 60 + int(c) if c is not None else int(a) * 60 + int(b)
+    return f"{seconds}.{frac}" if frac else str(seconds)
 
 
 def interval_iou(answer: str, solution: str, options=None) -> float:
@@ -210,7 +245,7 @@ def parse_answer(text: str, problem_type: str, options=None):
     if problem_type == "multiple_choice":
         return extract_choice(answer, options)
     if problem_type in ("numerical", "regression"):
-        nums = _numbers(answer)
+        nums = _answer_numbers(answer)
         return nums[0] if nums else None
     if problem_type == "temporal_grounding":
         return parse_span(answer)
