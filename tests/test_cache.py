@@ -79,7 +79,10 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     out = tmp_path / "out"
-    summary = build_tad_cache(CacheArgs(str(manifest), str(out), num_frames=2, shard_size=3), SMALL, progress=False)
+    args = CacheArgs(
+        str(manifest), str(out), num_frames=2, shard_size=3, allow_outside_root=True
+    )  # good rows elsewhere
+    summary = build_tad_cache(args, SMALL, progress=False)
     assert summary["kept"] == 2 and summary["failed"] == 8
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [e["line"] for e in errors] == list(range(2, 10))
@@ -98,7 +101,9 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
     assert len(load_tad_dataset(out)) == 2
     with pytest.raises(RuntimeError, match="8 of 10 rows failed"):
         build_tad_cache(
-            CacheArgs(str(manifest), str(tmp_path / "strict"), num_frames=2, strict=True), SMALL, progress=False
+            CacheArgs(str(manifest), str(tmp_path / "strict"), num_frames=2, strict=True, allow_outside_root=True),
+            SMALL,
+            progress=False,
         )
 
 
@@ -240,21 +245,38 @@ def test_two_workers_on_one_output_equal_one_process(tmp_path, synth_train):
 
 
 def test_kill_9_of_one_worker_then_rerun_gives_the_same_dataset(tmp_path, synth_train):
+    """A worker killed (SIGKILL) while it holds a shard claim leaves a stale claim; a second worker on the same output
+    takes it over at once (same host, dead pid), does the rest, and publishes exactly the single-process dataset. Both
+    workers did work: the victim finished shards before it died, the survivor the claimed one and the rest."""
     manifest = str(synth_train / "manifest.jsonl")
     clean = tmp_path / "clean"
     build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=2), SMALL, progress=False)
     out = tmp_path / "shared"
-    victim = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    survivor = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / ".kfgrpo-cache"
-    deadline = time.time() + 120
-    while len(list(state.glob("shard-*/done"))) < 2 and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    victim = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def mid_shard():  # at least one shard done and a claim held on one that is not
+        done = {p.parent.name for p in state.glob("shard-*/done")}
+        held = [c for c in state.glob("shard-*.claim") if c.stem not in done]
+        return done, held
+
+    done, held = set(), []
+    while victim.poll() is None and not (done and held):
+        time.sleep(0.005)
+        done, held = mid_shard()
+    assert victim.poll() is None, "the victim finished before it could be killed mid-shard"
     victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert survivor.wait(timeout=600) == 0
+    assert victim.wait() == -signal.SIGKILL
+    done, held = mid_shard()
+    assert done and held
+    claim = held[0]
+    assert json.loads(claim.read_text())["pid"] == victim.pid  # the dead worker's claim
+    assert not (state / claim.stem / "done").exists()
     summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=2), SMALL, progress=False)
     assert summary["published"] and summary["kept"] == 24
+    assert summary["shards_reused"] == len(done) < 12  # the survivor redid none of the victim's shards ...
+    assert list(state.glob(f"{claim.name}.stale-*"))  # ... and took over the dead worker's claim
+    assert (state / claim.stem / "done").exists()
     assert _same(_table(out), _table(clean))
 
 
@@ -286,3 +308,53 @@ def test_frame_join_survives_select_shuffle_and_pickle(frame_cache):
     assert all(len(x) == 4 for x in rows["images"]) and all(len(x) == 2 for x in rows["distractor_images"])
     with pytest.raises(KeyError, match="frames_key"):
         ds.remove_columns(["frames_key"])[0]
+
+
+def test_frame_join_through_a_dataloader_with_two_workers(frame_cache):
+    """The trainers read the joined dataset through a torch DataLoader; with worker processes the join must travel
+    (pickled) to each worker and give every row its own frames."""
+    import torch
+
+    ds = load_tad_dataset(frame_cache)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, collate_fn=lambda batch: batch)
+    seen = [row for batch in loader for row in batch]
+    assert len(seen) == len(ds)
+    for i in (0, 7, len(ds) - 1):
+        assert seen[i]["id"] == ds[i]["id"]
+        assert [im.tobytes() for im in seen[i]["images"]] == [im.tobytes() for im in ds[i]["images"]]
+        assert len(seen[i]["distractor_images"]) == len(ds[i]["distractor_images"]) > 0
+
+
+def test_videos_outside_the_root_are_refused_and_repeated_ids_made_unique(tmp_path, synth_train, capsys):
+    """A manifest row that names a file outside the manifest's folder (`..`, an absolute path elsewhere) is reported
+    and skipped unless --allow_outside_root; a repeated id is renamed X#2 with one warning line."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "videos").mkdir(parents=True)
+    rows = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()[:3]]
+    shutil.copy(synth_train / rows[0]["video"], root / "videos" / "a.mp4")
+    outside = tmp_path / "secret.mp4"
+    shutil.copy(synth_train / rows[0]["video"], outside)
+    lines = [
+        dict(rows[0], video="videos/a.mp4"),
+        dict(rows[1], id=rows[0]["id"], video="videos/a.mp4"),  # the same id again: a different question
+        dict(rows[2], id="escape", video="../secret.mp4"),
+        dict(rows[2], id="absolute", video=str(outside)),
+    ]
+    manifest = root / "m.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out"
+    summary = build_tad_cache(CacheArgs(str(manifest), str(out), num_frames=2), SMALL, progress=False)
+    assert summary["kept"] == 2 and summary["failed"] == 2
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["escape", "absolute"]
+    assert all("outside the video root" in e["reason"] for e in errors)
+    assert sorted(load_tad_dataset(out)["id"]) == sorted([rows[0]["id"], rows[0]["id"] + "#2"])
+    err = capsys.readouterr().err
+    assert err.count("repeated id") == 1 and rows[0]["id"] + "#2" in err
+    allowed = build_tad_cache(
+        CacheArgs(str(manifest), str(tmp_path / "allowed"), num_frames=2, allow_outside_root=True), SMALL,
+        progress=False,
+    )  # fmt: skip
+    assert allowed["kept"] == 4

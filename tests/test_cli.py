@@ -36,11 +36,8 @@ def test_synth_and_tiny_model_commands(tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and rows[0]["id"].startswith("cs7-")
     assert main(["tiny-model", "--output", str(tmp_path / "m"), "--arch", "qwen2_5_vl", "--size", "tiny"]) == 0
-    assert (
-        (tmp_path / "m" / "config.json").exists()
-        and (tmp_path / "m" / "processor_config.json").exists()
-        or (tmp_path / "m" / "preprocessor_config.json").exists()
-    )
+    assert (tmp_path / "m" / "config.json").exists()
+    assert (tmp_path / "m" / "processor_config.json").exists()  # the processor, one file in transformers 5
 
 
 def test_tad_command_exit_codes(tmp_path, synth_train, capsys):

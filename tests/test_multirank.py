@@ -16,7 +16,6 @@ spreads a random-weight model's answers over [0, 1] so that every gate of the bo
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from itertools import chain
@@ -28,10 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The rendezvous port is chosen by the OS when the launcher binds it (port 0 with the c10d rendezvous): no port is
+# picked here, released and hoped free.
+RENDEZVOUS = ["--main_process_port", "0", "--rdzv_backend", "c10d"]
 
 
 def _args(model, cache, out, mode, per_device):
@@ -71,7 +69,7 @@ def _two_ranks(model, cache, tmp, mode, backend):
     record = tmp / f"{backend}-{mode}"
     config = ROOT / "recipes" / "accelerate" / f"{backend}.yaml"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
-           "--mixed_precision", "no", "--main_process_port", str(_port()), "-m", "kfgrpo.testing.multirank",
+           "--mixed_precision", "no", *RENDEZVOUS, "-m", "kfgrpo.testing.multirank",
            str(record)]  # fmt: skip
     # CPU overrides of the GPU configs: DDP runs as accelerate's MULTI_CPU (gloo); DeepSpeed needs use_cpu false and
     # an explicit gloo backend (accelerate finds no backend of its own without an accelerator).
@@ -145,7 +143,7 @@ def test_groups_that_would_straddle_ranks_are_a_config_error(runs):
     ranks, and each rank builds the probes of the groups it holds. KF-GRPO stops with a clear error on every rank."""
     config = ROOT / "recipes" / "accelerate" / "ddp.yaml"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
-           "--mixed_precision", "no", "--main_process_port", str(_port()), "-m", "kfgrpo.cli", "train"]  # fmt: skip
+           "--mixed_precision", "no", *RENDEZVOUS, "-m", "kfgrpo.cli", "train"]  # fmt: skip
     args = _args(runs["model"], runs["cache"], runs["tmp"] / "straddle", "sample", per_device=6) + [
         "--use_cpu",
         "true",

@@ -188,3 +188,30 @@ def test_generic_jsonl(tmp_path, synth_train):
     errors = _read(tmp_path / "o.jsonl.errors.jsonl")
     assert [e["line"] for e in errors] == [2, 3]
     assert "malformed JSON" in errors[0]["reason"] and "missing fields: problem, solution" in errors[1]["reason"]
+
+
+def test_video_r1_paths_leaving_the_video_root_are_refused(tmp_path, synth_train, capsys):
+    """A downloaded JSON naming ``../../../../etc/passwd`` (or an absolute path elsewhere) does not become a manifest
+    row unless --allow_outside_root; a repeated problem_id becomes X#2 with one warning line."""
+    root = tmp_path / "raw"
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "a.mp4").write_bytes((synth_train / "videos" / "cs0-00000.mp4").read_bytes())
+    base = dict(problem="Which came first?", data_type="video", problem_type="multiple choice",
+                options=["A. red", "B. blue"], solution="<answer>B</answer>")  # fmt: skip
+    items = [
+        dict(base, problem_id=1, path="./videos/a.mp4"),
+        dict(base, problem_id=2, path="../../../../etc/passwd"),
+        dict(base, problem_id=3, path="/etc/passwd"),
+        dict(base, problem_id=1, path="./videos/a.mp4", problem="Which came last?"),
+    ]
+    src = tmp_path / "Video-R1-260k.json"
+    src.write_text(json.dumps(items))
+    out = tmp_path / "manifest.jsonl"
+    args = PrepareArgs(format="video-r1", input=str(src), output=str(out), video_root=str(root), check_videos=False)
+    assert prepare(args) == dict(written=2, skipped=0, failed=2)
+    assert [r["id"] for r in _read(out)] == ["1", "1#2"]
+    errors = _read(tmp_path / "manifest.jsonl.errors.jsonl")
+    assert [e["id"] for e in errors] == ["2", "3"] and all("outside the video root" in e["reason"] for e in errors)
+    assert capsys.readouterr().err.count("repeated id") == 1
+    args.allow_outside_root = True
+    assert prepare(args)["written"] == 4

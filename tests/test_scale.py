@@ -148,7 +148,7 @@ def test_deepspeed_zero2_step_on_cpu(tiny_model_dir, frame_cache, tmp_path):
         "LOCAL_RANK": "0",
         "WORLD_SIZE": "1",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29517",
+        "MASTER_PORT": "0",  # one process: the store binds a port the OS picks
         "CUDA_VISIBLE_DEVICES": "",
     }
     out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=900)
@@ -157,32 +157,28 @@ def test_deepspeed_zero2_step_on_cpu(tiny_model_dir, frame_cache, tmp_path):
 
 
 def test_token_is_never_written(tiny_model_dir, frame_cache, tmp_path, monkeypatch):
+    """`--hub_token` on the command line: the token reaches huggingface_hub through the environment and no output
+    file holds it, transformers' pickled arguments (training_args.bin of the run and of its checkpoint) included."""
     secret = "hf_kfgrpoSECRETtoken0000000000000000"
-    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("HF_TOKEN", "placeholder")  # restored (unset) after the test, whatever the run sets
+    monkeypatch.delenv("HF_TOKEN")
     out = tmp_path / "run"
-    cli(
+    trainer = cli(
         [
-            "--config",
-            str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"),
-            "--model_name_or_path",
-            tiny_model_dir,
-            "--dataset_name",
-            str(frame_cache),
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "1",
-            "--save_steps",
-            "1",
-            "--max_completion_length",
-            "8",
-            "--hub_model_id",
-            "me/model",
+            "--config", str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"), "--model_name_or_path", tiny_model_dir,
+            "--dataset_name", str(frame_cache), "--output_dir", str(out), "--max_steps", "1", "--save_steps", "1",
+            "--max_completion_length", "8", "--hub_model_id", "me/model", "--hub_token", secret,
         ]
-    )
-    for f in out.rglob("*"):
-        if f.is_file():
-            assert secret.encode() not in f.read_bytes(), f
+    )  # fmt: skip
+    assert os.environ["HF_TOKEN"] == secret and trainer.args.hub_token is None
+    files = [f for f in out.rglob("*") if f.is_file()]
+    pickles = [f for f in files if f.name == "training_args.bin"]
+    assert len(pickles) == 2  # the run's and its checkpoint's: the check covers the pickles
+    for f in files:
+        assert secret.encode() not in f.read_bytes(), f
+    import torch
+
+    assert torch.load(pickles[0], weights_only=False).hub_token is None
 
 
 def test_tad_slurm_array_runs_one_command_per_task():

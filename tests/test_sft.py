@@ -69,3 +69,34 @@ def test_sft_with_the_demo_settings_trains_only_the_language_model(tiny_model_di
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("visual" not in k for k in changed)
     assert any("language_model" in k for k in changed)
+
+
+def test_sft_resumes_from_the_checkpoint_weights(tiny_model_dir, frame_cache, tmp_path):
+    """A rerun with more steps continues from the last checkpoint's weights (kfgrpo.model_utils.ResumeWeightsMixin),
+    not from the initial ones (transformers 5.17 alone would)."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "sft"
+
+    def run(steps):
+        args = ["sft", "--model_name_or_path", tiny_model_dir, "--dataset_name", str(frame_cache), "--output_dir",
+                str(out), "--max_steps", str(steps), "--per_device_train_batch_size", "4", "--use_cpu", "true",
+                "--bf16", "false", "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none",
+                "--learning_rate", "1e-5", "--logging_steps", "1"]  # fmt: skip
+        assert main(args) == 0
+
+    run(2)
+    moved = AutoModelForImageTextToText.from_pretrained(out / "checkpoint-2")
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.01)  # weights of its own, far from what 2 steps at lr 1e-5 reach
+    moved.save_pretrained(out / "checkpoint-2")
+    checkpoint = load_file(out / "checkpoint-2" / "model.safetensors")
+    run(3)
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    saved = load_file(out / "model.safetensors")
+    assert max((saved[k] - checkpoint[k]).abs().max().item() for k in saved) < 1e-3
+    card = (out / "README.md").read_text()
+    assert "supervised fine-tuning" in card and "None" not in card

@@ -30,7 +30,7 @@ def test_tiny_recipe_dry_run_parses_without_loading(capsys):
 def test_unknown_recipe_key_fails(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY_RECIPE.read_text() + "\nnot_a_field: 1\n")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown in the config file: `not_a_field`"):
         cli(["--config", str(bad), "--dry_run"])
 
 
@@ -135,6 +135,11 @@ def test_walking_skeleton_trains_saves_reloads_and_resumes(tiny_model_dir, frame
     card = (out / "README.md").read_text()
     assert "kfgrpo" in card and "kf-grpo" in card and "## KF-GRPO" in card
     assert '"kfgrpo_tad"' in card and "shuffle, swap_salient" in card  # preset, probes and the TAD config
+    # the method and its sources, the real base model and no Hub link for a local dataset
+    assert "ChronoForge-RL" in card and "2509.15800" in card and "KF-GRPO" in card and "TRL" in card
+    assert "None" not in card and "a method introduced in" not in card
+    assert f"the local checkpoint `{tiny_model_dir}`" in card and f"the local dataset `{frame_cache}`" in card
+    assert "huggingface.co/datasets" not in card
     assert (out / "checkpoint-2").is_dir()
 
     # The checkpoint gets weights of its own (a random model has not moved in 2 steps), so the resumed run must
@@ -165,3 +170,15 @@ def test_other_presets_train_through_the_cli(tiny_model_dir, frame_cache, tmp_pa
     assert trainer.state.global_step == 1 and (out / "model.safetensors").exists()
     assert ("kf_contrastive_reward" in trainer.reward_func_names) == (preset != "grpo")
     assert f"preset `{preset}`" in (out / "README.md").read_text()
+
+
+def test_model_card_names_the_hub_base_model_behind_a_local_checkpoint(tmp_path):
+    from kfgrpo.hub import base_model_of, is_hub_id
+
+    local = tmp_path / "sft"
+    local.mkdir()
+    (local / "README.md").write_text("---\nbase_model: Qwen/Qwen2.5-VL-7B-Instruct\n---\n# sft\n")
+    assert base_model_of(str(local)) == ("Qwen/Qwen2.5-VL-7B-Instruct", str(local))
+    assert base_model_of("Qwen/Qwen2.5-VL-7B-Instruct") == ("Qwen/Qwen2.5-VL-7B-Instruct", None)
+    assert base_model_of(str(tmp_path / "plain")) == (None, str(tmp_path / "plain"))
+    assert is_hub_id("me/keyframes") and not is_hub_id("data/chronosynth/train-tad") and not is_hub_id(str(local))

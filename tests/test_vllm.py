@@ -370,3 +370,25 @@ def test_kfgrpo_trains_with_vllm_server(vllm_server, small_model_dir, frame_cach
     logs = trainer.state.log_history[0]
     assert "kf/shuffle/accuracy" in logs and logs["num_tokens"] > 0
     assert any(u.endswith("/reset_encoder_cache") for u in sent), sent  # kfgrpo's reset after each sync
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_eval_backend_vllm(small_model_dir, synth_train, tmp_path, monkeypatch):
+    """`kfgrpo eval --backend vllm`: a real vLLM engine answers every question with its K frames, greedy, and the
+    results record the backend; predictions stream and resume as with the hf backend."""
+    import kfgrpo.eval.run as run
+    from kfgrpo.eval import EvalArgs, evaluate
+
+    sent = []
+    images_of = run.conversation_images
+    monkeypatch.setattr(run, "conversation_images", lambda conv: sent.append(len(images_of(conv))) or images_of(conv))
+    args = EvalArgs(model=small_model_dir, benchmark="canonical", data=str(synth_train / "manifest.jsonl"),
+                    output=str(tmp_path / "vllm"), backend="vllm", num_frames=2, limit=4, max_new_tokens=8)  # fmt: skip
+    results = evaluate(args, progress=False)
+    assert results["num_scored"] == 4 and results["decoding"]["backend"] == "vllm"
+    assert sent == [2, 2, 2, 2]  # each request carried its question's frames
+    preds = [json.loads(x) for x in (tmp_path / "vllm" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 4 and all(isinstance(p["prediction"], str) for p in preds)
+    again = evaluate(args, progress=False)  # resumed: nothing left to generate
+    assert again["accuracy"] == results["accuracy"] and sent == [2, 2, 2, 2]

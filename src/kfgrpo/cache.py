@@ -36,7 +36,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .claims import Heartbeat, is_stale, release, try_claim
-from .manifest import RowError, parse_line, resolve_video
+from .manifest import RowError, confined_video, parse_line, unique_ids, warn_renamed
 from .tad.config import METHODS, TADConfig
 from .video import VideoError
 
@@ -64,6 +64,21 @@ class CacheArgs:
         default=None, metadata={"help": "Hub dataset repo to upload to, with a dataset card (token from HF login)."}
     )
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    video_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder every video must lie in (default: the manifest's folder); relative paths still resolve "
+            "against the manifest's folder. `kfgrpo prepare --video-root DIR` manifests: pass the same DIR."
+        },
+    )
+    allow_outside_root: bool = field(
+        default=False,
+        metadata={
+            "help": "Let the manifest name videos outside the video root. By default `..` and absolute paths "
+            "elsewhere are reported in errors.jsonl and skipped, so a downloaded manifest cannot pull other files "
+            "into a cache that --push-to-hub publishes."
+        },
+    )
     image_format: str = field(
         default="jpeg",
         metadata={
@@ -243,8 +258,9 @@ def _process_shard(task: dict) -> dict:
         row_id = None
         try:
             row = parse_line(line)
+            row["id"] = task["renamed"].get(lineno, row["id"])  # a repeated id, made unique (X#2)
             row_id = row["id"]
-            video = resolve_video(row["video"], base)
+            video = confined_video(row["video"], base, task["video_root"], task["allow_outside_root"])
             query = row["problem"] if task["query_aware"] else None
             key = frames_key(row["video"], query)
             if key not in cache:
@@ -284,6 +300,15 @@ def _process_shard(task: dict) -> dict:
     shutil.rmtree(shard_dir, ignore_errors=True)
     os.replace(tmp, shard_dir)  # the shard exists only once it is complete
     return dict(shard=shard_dir.name, kept=len(rows), failed=len(errors), lines=len(task["lines"]))
+
+
+def _line_id(line: str):
+    """The id of a manifest line, or None when the line is not a JSON object with one (reported by its shard)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return str(row["id"]) if isinstance(row, dict) and row.get("id") not in (None, "") else None
 
 
 def _fingerprint(manifest_bytes: bytes, args: CacheArgs, cfg: TADConfig) -> str:
@@ -336,6 +361,8 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     lines = [
         (i, line) for i, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1) if line.strip()
     ]
+    renamed = unique_ids((i, _line_id(line)) for i, line in lines if _line_id(line) is not None)
+    warn_renamed(renamed, str(manifest))
     shards = [lines[i : i + args.shard_size] for i in range(0, len(lines), args.shard_size)]
     shard_dirs = [state / f"shard-{i:05d}" for i in range(len(shards))]
     complete = (state / "complete").exists()
@@ -353,6 +380,9 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
             image_format=args.image_format,
             jpeg_quality=args.jpeg_quality,
             frame_table=args.frame_table,
+            renamed={n: renamed[n] for n, _ in shards[i] if n in renamed},
+            video_root=args.video_root,
+            allow_outside_root=args.allow_outside_root,
         )
         for i in pending
     }
@@ -585,9 +615,9 @@ def plot_samples(args: CacheArgs, cfg: TADConfig) -> list[Path]:
             break
         try:
             row = parse_line(line)
+            video = confined_video(row["video"], manifest.parent, args.video_root, args.allow_outside_root)
         except RowError:
             continue
-        video = resolve_video(row["video"], manifest.parent)
         if video in seen:
             continue
         seen.add(video)

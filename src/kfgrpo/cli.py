@@ -13,7 +13,9 @@
     kfgrpo prepare    --format video-r1|nextqa|jsonl --input FILE --video-root DIR --output manifest.jsonl
 
 Every subcommand's arguments come from dataclass fields (``--help`` lists them with their help text), parsed by TRL's
-``TrlParser``: ``--config FILE.yaml`` supplies defaults for any of them, and flags override the file.
+``TrlParser``: ``--config FILE.yaml`` supplies defaults for any of them, and flags override the file. A mistake in
+the input (unknown key, missing file, invalid value) is one line on stderr and exit code 2; ``--debug`` or
+``KFGRPO_DEBUG=1`` shows its traceback (``kfgrpo.errors``).
 """
 
 from __future__ import annotations
@@ -66,11 +68,13 @@ class TadPlotArgs:
 
 
 def _parse(dataclasses_, argv, prog):
-    """Dataclass arguments from the command line, with TrlParser's ``--config FILE.yaml`` for defaults."""
+    """Dataclass arguments from the command line, with TrlParser's ``--config FILE.yaml`` for defaults; mistakes are
+    one-line ``UserError``s."""
     from trl import TrlParser
 
-    parser = TrlParser(dataclasses_, prog=prog)
-    return parser.parse_args_and_config(args=argv)
+    from .errors import parse_args
+
+    return parse_args(TrlParser(dataclasses_, prog=prog), argv)
 
 
 def _tiny_model(argv):
@@ -95,6 +99,10 @@ def _tad(argv):
     from .tad import TADConfig
 
     args, config = _parse((CacheArgs, TADConfig), argv, "kfgrpo tad")
+    if args.push_to_hub:  # before the first video, not after the whole stage
+        from .hub import check_push_access
+
+        check_push_access(args.push_to_hub, repo_type="dataset", private=args.hub_private)
     try:
         summary = build_tad_cache(args, config)
     except RuntimeError as exc:
@@ -142,10 +150,12 @@ def _train(argv):
 
 def _eval(argv):
     from .data_utils import PromptArguments
+    from .errors import check_model_path
     from .eval import EvalArgs, evaluate
     from .tad import TADConfig
 
     args, prompt, config = _parse((EvalArgs, PromptArguments, TADConfig), argv, "kfgrpo eval")
+    check_model_path(args.model)
     r = evaluate(args, prompt, config)
     line = f"{r['benchmark']}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.4f}) on {r['num_scored']} questions"
     if r["num_unreadable"]:
@@ -153,6 +163,8 @@ def _eval(argv):
     if "frame_sensitivity" in r:
         line += f"; shuffled frames {r['accuracy_shuffled']:.4f}, frame sensitivity {r['frame_sensitivity']:+.4f}"
     print(f"{line} -> {args.output}")
+    if r["num_invalid"]:
+        print(f"{r['num_invalid']} invalid manifest line(s) skipped; reasons in {args.output}/{args.results_file}")
 
 
 def _eval_plot(argv):
@@ -212,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kfgrpo: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _quiet_env()
+    debug = "--debug" in rest or os.environ.get("KFGRPO_DEBUG", "").lower() in ("1", "true", "yes")
+    rest = [a for a in rest if a != "--debug"]
+    from .errors import UserError
     from .vllm_utils import VLLMUnavailableError
 
     try:
         return HANDLERS[command](rest) or 0
-    except VLLMUnavailableError as exc:  # one line naming the extra to install, not a traceback from inside TRL
+    except (UserError, VLLMUnavailableError) as exc:  # one line, not a traceback from inside a library
+        if debug:
+            raise
         print(f"kfgrpo {command}: {exc}", file=sys.stderr)
         return 2
 

@@ -230,6 +230,9 @@ class KFGRPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        from .hub import move_hub_token_to_environment
+
+        move_hub_token_to_environment(self)  # never pickled into training_args.bin
         if self.kf_preset not in PRESETS:
             raise ValueError(f"kf_preset must be one of {PRESETS}, got {self.kf_preset!r}")
         for key, value in PRESET_VALUES[self.kf_preset].items():

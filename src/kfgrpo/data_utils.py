@@ -144,9 +144,11 @@ def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):
     from .cache import join_frames, load_tad_dataset
 
     split = split or args.dataset_train_split
-    if os.path.isdir(args.dataset_name):
+    saved = ("dataset_info.json", "state.json", "dataset_dict.json")  # written by `kfgrpo tad` (save_to_disk)
+    if os.path.isdir(args.dataset_name) and any(os.path.exists(os.path.join(args.dataset_name, f)) for f in saved):
         ds = load_tad_dataset(args.dataset_name)
         return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+    # a Hub dataset id, or a local folder in its layout (kfgrpo.hub.export_tad_dataset)
     ds = datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
     if "frames_key" in ds.column_names:  # pushed by `kfgrpo tad --push_to_hub`: the frame table is config `frames`
         ds = join_frames(ds, datasets.load_dataset(args.dataset_name, "frames", split=split))

@@ -66,3 +66,49 @@ def parse_line(line: str) -> dict:
 def resolve_video(video: str | os.PathLike, base: str | os.PathLike) -> str:
     """``video`` as a path: absolute paths stay, relative ones resolve against ``base`` (the manifest's folder)."""
     return str(video) if os.path.isabs(video) else str(Path(base) / video)
+
+
+def confined_video(video, base, root=None, allow_outside: bool = False) -> str:
+    """``resolve_video(video, base)``, refused (``RowError``) when it lies outside ``root`` (default ``base``): a
+    downloaded manifest or JSON must not pull ``../../etc/passwd`` or ``/home/me/private.mp4`` into a cache that may be
+    published. The check is on the path as written (``..`` and absolute paths); symbolic links inside the root are
+    followed as usual. ``allow_outside`` (``--allow_outside_root``) turns it off."""
+    path = resolve_video(video, base)
+    root = base if root is None else root
+    if not allow_outside:
+        inside = os.path.normpath(os.path.abspath(path))
+        base = os.path.normpath(os.path.abspath(root))
+        if os.path.commonpath([inside, base]) != base:
+            raise RowError(f"video {str(video)!r} is outside the video root {root} (--allow_outside_root allows it)")
+    return path
+
+
+def unique_ids(ids) -> dict:
+    """``{key: new_id}`` for every repeated id of ``ids`` (pairs ``(key, id)`` in file order): the n-th occurrence of
+    ``X`` becomes ``X#n``, the first keeps ``X``. Deterministic, so a rerun (or an interrupted eval that resumes)
+    names every question alike, and no question's result can stand in for another's."""
+    ids = list(ids)
+    taken = {i for _, i in ids}
+    seen: dict[str, int] = {}
+    renamed = {}
+    for key, row_id in ids:
+        n = seen.get(row_id, 0) + 1
+        seen[row_id] = n
+        if n == 1:
+            continue
+        new = f"{row_id}#{n}"
+        while new in taken:
+            n += 1
+            new = f"{row_id}#{n}"
+        taken.add(new)
+        renamed[key] = new
+    return renamed
+
+
+def warn_renamed(renamed: dict, where: str) -> None:
+    """One line on stderr naming the renamed ids."""
+    if renamed:
+        import sys
+
+        shown = ", ".join(f"{v}" for v in list(renamed.values())[:5]) + (" ..." if len(renamed) > 5 else "")
+        print(f"warning: {where}: {len(renamed)} repeated id(s) made unique: {shown}", file=sys.stderr)

@@ -98,15 +98,20 @@ def parse_recipe(parser, argv: list[str]):
     """``parser.parse_args_and_config(argv)``. A dry run on a machine without a bf16 GPU (a login node) would fail
     on a GPU recipe's ``bf16: true``; it is resolved as if ``use_cpu: true`` was given, which ``resolved_config``
     says in a ``note``."""
-    if not any(a in ("--dry_run", "--dry-run") for a in argv):
-        return parser.parse_args_and_config(args=argv)
+    from .errors import UserError, check_model_path, parse_args
+    from .hub import move_hub_token_to_environment
+
+    dry_run = any(a in ("--dry_run", "--dry-run") for a in argv)
     try:
-        return parser.parse_args_and_config(args=argv)
-    except ValueError as exc:
-        if "bf16" not in str(exc):
+        parsed = parse_args(parser, argv)
+    except UserError as exc:
+        if not dry_run or "bf16" not in str(exc):
             raise
-    parsed = parser.parse_args_and_config(args=[*argv, "--use_cpu", "true"])
-    parsed[1]._kf_dry_run_note = "resolved with use_cpu=true: this machine has no bf16 GPU"
+        parsed = parse_args(parser, [*argv, "--use_cpu", "true"])
+        parsed[1]._kf_dry_run_note = "resolved with use_cpu=true: this machine has no bf16 GPU"
+    move_hub_token_to_environment(parsed[1])  # also before a dry run prints the arguments
+    if not dry_run:
+        check_model_path(parsed[2].model_name_or_path)
     return parsed
 
 

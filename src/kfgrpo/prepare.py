@@ -12,7 +12,9 @@ problem_type`` + passthrough columns).
 
 Every row that cannot be converted is reported with its line (or item) number and reason in
 ``<output>.errors.jsonl`` and in the summary, never silently dropped; rows whose video file does not exist under
-``--video-root`` are reported the same way. Relative video paths are written relative to the manifest's folder.
+``--video-root`` are reported the same way, as are rows whose path leaves ``--video-root`` (``..`` or an absolute
+path elsewhere; ``--allow_outside_root`` keeps them). Relative video paths are written relative to the manifest's
+folder. A repeated id is made unique (``X#2``, one warning line), so no question can stand in for another downstream.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .manifest import OPTION_LETTERS as LETTERS
-from .manifest import RowError, letter_options, resolve_video, validate_row
+from .manifest import RowError, confined_video, letter_options, unique_ids, validate_row, warn_renamed
 
 FORMATS = ("video-r1", "nextqa", "jsonl")
 VIDEO_R1_TYPES = {
@@ -53,6 +55,13 @@ class PrepareArgs:
         default="multiple_choice", metadata={"help": "jsonl: problem_type for rows that do not carry one."}
     )
     video_ext: str = field(default=".mp4", metadata={"help": "nextqa: video file extension."})
+    allow_outside_root: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep rows whose video path leaves --video-root (`..`, absolute paths elsewhere); by default they "
+            "are reported in <output>.errors.jsonl and skipped."
+        },
+    )
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -176,7 +185,7 @@ def prepare(args: PrepareArgs) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(args.video_root)
     written = skipped = 0
-    errors = []
+    errors, rows = [], []
     with open(out, "w") as fh:
         for number, record in _records(args):
             try:
@@ -194,18 +203,24 @@ def prepare(args: PrepareArgs) -> dict:
                     skipped += 1
                     continue
                 validate_row(row)
-                video = Path(resolve_video(row["video"], root))
+                video = Path(confined_video(row["video"], root, allow_outside=args.allow_outside_root))
                 if args.check_videos and not video.exists():
                     raise ConversionError(f"video not found: {video}")
                 if not os.path.isabs(row["video"]):
                     row["video"] = os.path.relpath(video.resolve(), out.parent.resolve())
-                fh.write(json.dumps(row) + "\n")
-                written += 1
+                rows.append(row)
             except (ConversionError, RowError) as exc:
                 rid = (
                     record.get("problem_id", record.get("qid", record.get("id"))) if isinstance(record, dict) else None
                 )
                 errors.append(dict(line=number, id=None if rid is None else str(rid), reason=str(exc)))
+        renamed = unique_ids(enumerate(str(r["id"]) for r in rows))
+        for i, new in renamed.items():
+            rows[i]["id"] = new
+        warn_renamed(renamed, str(out))
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+        written = len(rows)
     with open(f"{out}.errors.jsonl", "w") as fh:
         for e in errors:
             fh.write(json.dumps(e) + "\n")

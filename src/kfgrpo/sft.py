@@ -77,6 +77,11 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         return None
     from trl import get_peft_config
 
+    if training_args.push_to_hub:  # before the first step
+        from .hub import check_push_access
+        from .train import hub_repo_id
+
+        check_push_access(hub_repo_id(training_args), private=training_args.hub_private_repo)
     training_args.model_init_kwargs = {
         **(training_args.model_init_kwargs or {}),
         **model_utils.model_init_kwargs(model_args),
@@ -106,11 +111,20 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
     trainer.log_metrics("train", result.metrics)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
+    trainer.create_model_card(dataset_name=script_args.dataset_name)
     return trainer
 
 
 class KFSFTTrainer(model_utils.ResumeWeightsMixin, SFTTrainer):
-    """TRL's ``SFTTrainer`` that resumes with the checkpoint's weights (``model_utils.ResumeWeightsMixin``)."""
+    """TRL's ``SFTTrainer`` that resumes with the checkpoint's weights (``model_utils.ResumeWeightsMixin``) and writes
+    kfgrpo's model card (the method, the real base model; ``kfgrpo.hub.write_model_card``)."""
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        if self.is_world_process_zero():
+            from .hub import write_model_card
+
+            write_model_card(self, "SFT", dataset_name, [*([tags] if isinstance(tags, str) else tags or []), "sft"],
+                             model_name)  # fmt: skip
 
 
 def cli(argv: list[str] | None = None):

@@ -34,6 +34,10 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     from .trainer import KFGRPOTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if training_args.push_to_hub:  # before the first step, not after hours of training
+        from .hub import check_push_access
+
+        check_push_access(hub_repo_id(training_args), private=training_args.hub_private_repo)
     training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **model_init_kwargs(model_args)}
     train = to_grpo_dataset(load_keyframe_dataset(script_args), script_args)
     trainer = KFGRPOTrainer(
@@ -64,6 +68,11 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
+
+
+def hub_repo_id(training_args) -> str:
+    """The repo ``push_to_hub`` writes: ``hub_model_id``, else the output folder's name (transformers' rule)."""
+    return training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
 
 
 def cli(argv: list[str] | None = None):

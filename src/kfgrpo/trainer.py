@@ -138,12 +138,13 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             )
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """TRL's card (regenerated at every checkpoint and push) plus the KF-GRPO settings, TAD config, metrics."""
-        tags = list(tags or []) + [t for t in ("kfgrpo", self.args.kf_preset) if t not in (tags or [])]
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        """The model card (regenerated at every checkpoint and push, as TRL's is): the method (ChronoForge-RL, TRL,
+        GRPO), the base model, the KF-GRPO settings, TAD config and metrics (``kfgrpo.hub``)."""
         if self.is_world_process_zero():
-            from .hub import append_kfgrpo_card_section
+            from .hub import append_kfgrpo_card_section, write_model_card
 
+            tags = [*([tags] if isinstance(tags, str) else tags or []), *self._tag_names, self.args.kf_preset]
+            write_model_card(self, "KF-GRPO", dataset_name, tags, model_name)
             description = getattr(getattr(self.train_dataset, "info", None), "description", None)
             append_kfgrpo_card_section(self.args.output_dir, self.args, description, self.state.log_history)
 

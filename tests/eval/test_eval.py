@@ -349,3 +349,69 @@ def test_a_retrained_model_is_not_resumed(layouts, tmp_path, monkeypatch):
     os.utime(model / "model.safetensors", ns=(1, 1))
     with pytest.raises(RuntimeError, match="version of the model's weights"):
         evaluate(args, progress=False)
+
+
+def test_eval_skips_malformed_lines_and_videos_outside_the_root(tmp_path, synth_train, monkeypatch):
+    """A malformed manifest line or one naming a video outside the manifest's folder is reported in results.json and
+    skipped, as `kfgrpo tad` does; the other questions are answered."""
+    import kfgrpo.eval.run as run
+
+    class Echo:
+        def __init__(self, args):
+            pass
+
+        def generate(self, conversations):
+            return ["<answer>A</answer>"] * len(conversations)
+
+    monkeypatch.setattr(run, "_HFBackend", Echo)
+    rows = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()[:2]]
+    data = tmp_path / "bench"
+    (data / "videos").mkdir(parents=True)
+    shutil.copy(synth_train / rows[0]["video"], data / "videos" / "a.mp4")
+    lines = [json.dumps(dict(rows[0], video="videos/a.mp4")), "{not json",
+             json.dumps(dict(rows[1], id="escape", video="../../etc/passwd"))]  # fmt: skip
+    (data / "m.jsonl").write_text("\n".join(lines) + "\n")
+    args = EvalArgs(model="m", benchmark="canonical", data=str(data / "m.jsonl"), output=str(tmp_path / "out"),
+                    num_frames=2)  # fmt: skip
+    results = evaluate(args, progress=False)
+    assert results["num_questions"] == 1 and results["num_invalid"] == 2
+    assert [e["line"] for e in results["invalid"]] == [2, 3]
+    assert "malformed JSON" in results["invalid"][0]["reason"]
+    assert "outside the video root" in results["invalid"][1]["reason"]
+
+
+def test_eval_resume_never_copies_one_questions_score_to_another(tmp_path, synth_train, monkeypatch):
+    """Two questions with one id: both are answered (the second as `id#2`), and an interrupted run resumed on the
+    same output answers the one it had not, instead of copying the first one's score."""
+    import kfgrpo.eval.run as run
+
+    asked = []
+
+    class Answers:
+        def __init__(self, args):
+            pass
+
+        def generate(self, conversations):
+            asked.extend(conversations)
+            return ["<answer>A</answer>" if "first" in c[-1]["content"][-1]["text"] else "<answer>B</answer>"
+                    for c in conversations]  # fmt: skip
+
+    monkeypatch.setattr(run, "_HFBackend", Answers)
+    rows = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()]
+    order = [r for r in rows if r["problem_type"] == "multiple_choice"][:1][0]
+    data = tmp_path / "bench"
+    (data / "videos").mkdir(parents=True)
+    shutil.copy(synth_train / order["video"], data / "videos" / "a.mp4")
+    first = dict(order, id="q", video="videos/a.mp4", problem="Which object appeared first?", solution="A")
+    second = dict(order, id="q", video="videos/a.mp4", problem="Which object appeared last?", solution="B")
+    (data / "m.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    out = tmp_path / "out"
+    args = EvalArgs(model="m", benchmark="canonical", data=str(data / "m.jsonl"), output=str(out), num_frames=2,
+                    batch_size=1, limit=1)  # fmt: skip
+    evaluate(args, progress=False)  # interrupted after the first question
+    args.limit = None
+    results = evaluate(args, progress=False)
+    preds = {p["id"]: p for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    assert sorted(preds) == ["q", "q#2"] and len(asked) == 2
+    assert preds["q"]["answer"] == "A" and preds["q#2"]["answer"] == "B"
+    assert results["accuracy"] == 1.0

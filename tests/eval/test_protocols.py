@@ -81,6 +81,8 @@ def test_lmms_eval_verdicts_on_videomme_equal_lmms_evals(tmp_path, synth_train, 
     video = next(synth_train.glob("**/*.mp4"))
     results, preds = _eval(tmp_path, "videomme", _videomme(tmp_path / "vmme", video), protocol)
     assert [p["correct"] for p in preds] == [r[key] for r in RECORDED]
+    extract = "videomme" if protocol == "lmms-eval" else "classic"
+    assert [p["answer"] for p in preds] == [r[extract] for r in RECORDED]  # the letters lmms-eval extracted
     assert results["accuracy"] == pytest.approx(sum(r[key] for r in RECORDED) / len(RECORDED))
     assert results["protocol"] == protocol and recorded.max_new_tokens == 16
     # lmms-eval's prompt: its Video-MME instruction, the lettered options, its post prompt; no system message
@@ -88,9 +90,32 @@ def test_lmms_eval_verdicts_on_videomme_equal_lmms_evals(tmp_path, synth_train, 
     text = message["content"][-1]["text"]
     assert text.startswith("Select the best answer to the following multiple-choice question based on the video")
     assert "D. nothing\n\nAnswer with the option's letter from the given choices directly." in text
-    extract = "videomme" if protocol == "lmms-eval" else "classic"
     no_answer = sum(r[extract] == "" for r in RECORDED) / len(RECORDED)
     assert results["no_answer_rate"] == pytest.approx(no_answer)
+
+
+def _lvbench(root: Path, video: Path) -> Path:
+    (root / "videos").mkdir(parents=True)
+    shutil.copy(video, root / "videos" / "v.mp4")
+    question = "What happens first?\n" + "\n".join(f"({o[0]}) {o[3:]}" for o in OPTIONS)
+    qa = [dict(uid=str(i), question=question, answer=f"({r['solution']})", question_type=["reasoning"],
+               time_reference="") for i, r in enumerate(RECORDED)]  # fmt: skip
+    (root / "meta.jsonl").write_text(json.dumps(dict(key="v", type="synthetic", qa=qa)) + "\n")
+    return root / "meta.jsonl"
+
+
+def test_lmms_eval_lvbench_prompt_and_letters(tmp_path, synth_train, recorded):
+    """LVBench under lmms-eval: its prompt (question, `(X) text` options, its post prompt) and the same extraction
+    as Video-MME, letter for letter."""
+    video = next(synth_train.glob("**/*.mp4"))
+    results, preds = _eval(tmp_path, "lvbench", _lvbench(tmp_path / "lvb", video), "lmms-eval")
+    assert [p["answer"] for p in preds] == [r["videomme"] for r in RECORDED]
+    assert [p["correct"] for p in preds] == [r["videomme_correct"] for r in RECORDED]
+    (message,) = recorded.asked[0]
+    assert message["content"][-1]["text"] == (
+        "What happens first?\n(A) a red square\n(B) a blue circle\n(C) A man opening a door\n(D) nothing\n"
+        "Answer the question with the option letter"
+    )
 
 
 def test_lmms_eval_mvbench_verdicts_and_aggregate(tmp_path, synth_train, recorded):

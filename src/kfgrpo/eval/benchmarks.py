@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from ..manifest import OPTION_LETTERS as LETTERS
-from ..manifest import RowError, letter_options, parse_line, resolve_video
+from ..manifest import RowError, confined_video, letter_options, parse_line, unique_ids, warn_renamed
 
 BENCHMARKS = ("videomme", "lvbench", "mvbench", "canonical")
 _LV_OPTION = re.compile(rf"^\(([{LETTERS[0]}-{LETTERS[-1]}])\)\s*(.*)$")
@@ -100,19 +100,25 @@ def read_mvbench(data: Path, video_root: Path | None = None):
             )
 
 
-def read_canonical(data: Path, video_root: Path | None = None):
+def read_canonical(data: Path, video_root: Path | None = None, invalid: list | None = None, allow_outside=False):
+    """Rows of a kfgrpo manifest; a malformed line, or one whose video lies outside the video root, is appended to
+    ``invalid`` (line, id, reason) and skipped, as ``kfgrpo tad`` does."""
     root = video_root or data.parent
     for number, line in enumerate(data.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             r = parse_line(line)
+            video = confined_video(r["video"], root, allow_outside=allow_outside)
         except RowError as exc:
-            raise RowError(f"{data}:{number}: {exc}") from exc
+            if invalid is None:
+                raise RowError(f"{data}:{number}: {exc}") from exc
+            invalid.append(dict(line=number, id=_id_of(line), reason=str(exc)))
+            continue
         cats = {k: r[k] for k in ("family", "problem_type") if k in r}
         yield dict(
             id=str(r["id"]),
-            video=resolve_video(r["video"], root),
+            video=video,
             problem=r["problem"],
             options=r.get("options") or [],
             solution=str(r["solution"]),
@@ -121,10 +127,31 @@ def read_canonical(data: Path, video_root: Path | None = None):
         )
 
 
+def _id_of(line: str):
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row.get("id") if isinstance(row, dict) else None
+
+
 READERS = {"videomme": read_videomme, "lvbench": read_lvbench, "mvbench": read_mvbench, "canonical": read_canonical}
 
 
-def read_benchmark(name: str, data: str, video_root: str | None = None) -> list[dict]:
+def read_benchmark(
+    name: str, data: str, video_root: str | None = None, invalid: list | None = None, allow_outside_root=False
+) -> list[dict]:
+    """The benchmark's questions. Repeated ids are made unique (``X#2``, one warning line): results and resumption
+    are keyed by id. With ``invalid`` (a list), malformed manifest lines are reported there and skipped."""
     if name not in READERS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {BENCHMARKS}")
-    return list(READERS[name](Path(data), Path(video_root) if video_root else None))
+    root = Path(video_root) if video_root else None
+    if name == "canonical":
+        rows = list(read_canonical(Path(data), root, invalid, allow_outside_root))
+    else:
+        rows = list(READERS[name](Path(data), root))
+    renamed = unique_ids(enumerate(r["id"] for r in rows))
+    for i, new in renamed.items():
+        rows[i]["id"] = new
+    warn_renamed(renamed, str(data))
+    return rows

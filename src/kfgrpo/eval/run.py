@@ -68,6 +68,13 @@ class EvalArgs:
         default="results.json",
         metadata={"help": "Name of the results file written in `output` (`make train`: eval.json)."},
     )
+    allow_outside_root: bool = field(
+        default=False,
+        metadata={
+            "help": "Let a manifest name videos outside its folder (or --video_root): `..` and absolute paths "
+            "elsewhere are refused by default, reported as invalid rows."
+        },
+    )
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
@@ -201,7 +208,8 @@ def evaluate(
     prompt_args = prompt_args or PromptArguments()
     cfg = tad_config or TADConfig()
     start = time.perf_counter()
-    rows = read_benchmark(args.benchmark, args.data, args.video_root)
+    invalid: list[dict] = []  # malformed manifest lines, reported and skipped
+    rows = read_benchmark(args.benchmark, args.data, args.video_root, invalid, args.allow_outside_root)
     if args.limit is not None:
         rows = rows[: args.limit]
     protocol = get_protocol(args.protocol, args.benchmark)
@@ -233,6 +241,7 @@ def evaluate(
     results = _results(
         args, prompt_args, cfg, rows, [r for r in rows if r["id"] in ok], scored, unreadable, start, protocol
     )
+    results["num_invalid"], results["invalid"] = len(invalid), invalid
     (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results
 
@@ -241,7 +250,8 @@ def _fingerprint(args: EvalArgs, prompt_args: PromptArguments, cfg: TADConfig) -
     """What makes a prediction: everything but where it goes, how many questions and the batching."""
     import hashlib
 
-    keep = {k: v for k, v in asdict(args).items() if k not in ("output", "limit", "batch_size", "results_file")}
+    skip = ("output", "limit", "batch_size", "results_file", "allow_outside_root")
+    keep = {k: v for k, v in asdict(args).items() if k not in skip}
     blob = json.dumps(
         dict(args=keep, prompt=prompt_args.prompt_spec(), tad=cfg.to_dict(), weights=_model_identity(args.model)),
         sort_keys=True,
