@@ -41,6 +41,12 @@ COMMANDS = {
 def _quiet_env():
     # Tokenizer worker threads are not needed by any stage and warn after forks (cache stage workers).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"{category.__name__}: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = one_line  # a warning is one line, not one line plus a line of source
 
 
 @dataclass
@@ -70,11 +76,9 @@ class TadPlotArgs:
 def _parse(dataclasses_, argv, prog):
     """Dataclass arguments from the command line, with TrlParser's ``--config FILE.yaml`` for defaults; mistakes are
     one-line ``UserError``s."""
-    from trl import TrlParser
+    from .errors import make_parser, parse_args
 
-    from .errors import parse_args
-
-    return parse_args(TrlParser(dataclasses_, prog=prog), argv)
+    return parse_args(make_parser(dataclasses_, prog), argv)
 
 
 def _tiny_model(argv):
@@ -151,17 +155,22 @@ def _train(argv):
 def _eval(argv):
     from .data_utils import PromptArguments
     from .errors import check_model_path
-    from .eval import EvalArgs, evaluate
+    from .eval import EvalArgs, EvalModelConfig, evaluate
+    from .eval.run import category_table
     from .tad import TADConfig
 
-    args, prompt, config = _parse((EvalArgs, PromptArguments, TADConfig), argv, "kfgrpo eval")
+    parsed = _parse((EvalArgs, PromptArguments, TADConfig, EvalModelConfig), argv, "kfgrpo eval")
+    args, prompt, config, model_args = parsed
     check_model_path(args.model)
-    r = evaluate(args, prompt, config)
+    r = evaluate(args, prompt, config, model_args=model_args)
     line = f"{r['benchmark']}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.4f}) on {r['num_scored']} questions"
     if r["num_unreadable"]:
         line += f" ({r['num_unreadable']} with unreadable videos; accuracy_all {r['accuracy_all']:.4f})"
     if "frame_sensitivity" in r:
         line += f"; shuffled frames {r['accuracy_shuffled']:.4f}, frame sensitivity {r['frame_sensitivity']:+.4f}"
+    table = category_table(r)
+    if table:
+        print(table)
     print(f"{line} -> {args.output}")
     if r["num_invalid"]:
         print(f"{r['num_invalid']} invalid manifest line(s) skipped; reasons in {args.output}/{args.results_file}")

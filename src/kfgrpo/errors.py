@@ -20,6 +20,27 @@ class UserError(ValueError):
 _UNKNOWN = re.compile(r"(Unknown arguments from config file|not used by the HfArgumentParser): (\[.*\])")
 
 
+def make_parser(dataclasses_, prog: str):
+    """TRL's ``TrlParser`` over ``dataclasses_``, its help listing ``--config`` (read by ``parse_args_and_config``,
+    which removes it before parsing) and saying what each ``--no_*`` flag turns off."""
+    import argparse
+
+    from trl import TrlParser
+
+    parser = TrlParser(dataclasses_, prog=prog)
+    parser.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="YAML file with values for any of the flags below; flags given on the command line win.",
+    )
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option.startswith("--no_") and action.help:
+                name = option[len("--no_") :]
+                action.help = f"Turn `--{name}` off (sets it to false). --{name}: {action.help}"
+    return parser
+
+
 def parse_args(parser, argv: list[str]):
     """``parser.parse_args_and_config(argv)`` (TrlParser) with user mistakes as ``UserError``: a ``--config`` that does
     not exist, unknown keys or flags (with the nearest valid names), and the values the dataclasses reject."""

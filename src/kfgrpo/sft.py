@@ -68,7 +68,9 @@ def sft_completion(row: dict, args: SFTScriptArguments) -> list[dict]:
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((SFTScriptArguments, SFTConfig, KFModelConfig))
+    from .errors import make_parser as trl_parser
+
+    return trl_parser((SFTScriptArguments, SFTConfig, KFModelConfig), "kfgrpo sft")
 
 
 def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: KFModelConfig):

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((KFScriptArguments, KFGRPOConfig, KFModelConfig))
+    from .errors import make_parser as trl_parser
+
+    return trl_parser((KFScriptArguments, KFGRPOConfig, KFModelConfig), "kfgrpo train")
 
 
 def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args: KFModelConfig):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data_utils import PromptArguments, format_prompt
+from ..model_utils import KFModelConfig
 from ..probes import perturb, probe_prompt, probe_rng
 from ..rewards.accuracy import score_answer
 from ..tad import TADConfig, select_keyframes
@@ -60,10 +61,6 @@ class EvalArgs:
     )
     batch_size: int = field(default=4, metadata={"help": "Questions per generate call (hf backend)."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle probe."})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype for the hf backend: auto, bfloat16, float32."})
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "hf backend attention: sdpa, eager, flash_attention_2 (default: the model's)."}
-    )
     results_file: str = field(
         default="results.json",
         metadata={"help": "Name of the results file written in `output` (`make train`: eval.json)."},
@@ -91,16 +88,27 @@ class EvalArgs:
             self.max_new_tokens = DEFAULT_MAX_NEW_TOKENS[self.protocol]
 
 
+@dataclass
+class EvalModelConfig(KFModelConfig):
+    """How ``kfgrpo eval`` loads the model: the fields ``kfgrpo train`` and ``kfgrpo sft`` take (``model_revision``,
+    ``dtype``, ``attn_implementation``, ``load_in_4bit`` / ``load_in_8bit``, ...); ``--model`` names it."""
+
+    dtype: str | None = field(
+        default="auto",
+        metadata={
+            "help": "Model dtype: auto (the checkpoint's), bfloat16, float16 or float32.",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
+
+
 class _HFBackend:
-    def __init__(self, args: EvalArgs):
+    def __init__(self, args: EvalArgs, model_args: EvalModelConfig):
         import torch
 
-        from ..model_utils import KFModelConfig, load_model, load_processor
+        from ..model_utils import load_model, load_processor
 
         self.torch = torch
-        model_args = KFModelConfig(
-            model_name_or_path=args.model, dtype=args.dtype, attn_implementation=args.attn_implementation
-        )
         self.model = load_model(model_args)
         if torch.cuda.is_available():
             self.model = self.model.to("cuda")
@@ -112,7 +120,12 @@ class _HFBackend:
         for i in range(0, len(conversations), self.args.batch_size):
             batch = conversations[i : i + self.args.batch_size]
             inputs = self.processor.apply_chat_template(
-                batch, tokenize=True, return_dict=True, padding=True, add_generation_prompt=True, return_tensors="pt"
+                batch,
+                tokenize=True,
+                return_dict=True,
+                add_generation_prompt=True,
+                return_tensors="pt",
+                processor_kwargs={"padding": True},  # transformers 5: the processor's own arguments go here
             )
             inputs = inputs.to(self.model.device)
             with self.torch.inference_mode():
@@ -122,7 +135,7 @@ class _HFBackend:
 
 
 class _VLLMBackend:
-    def __init__(self, args: EvalArgs):
+    def __init__(self, args: EvalArgs, model_args: EvalModelConfig):
         from transformers import AutoProcessor
 
         from ..vllm_utils import require_vllm
@@ -130,8 +143,15 @@ class _VLLMBackend:
         require_vllm("--backend vllm")
         from vllm import LLM, SamplingParams
 
-        self.processor = AutoProcessor.from_pretrained(args.model)
-        self.llm = LLM(model=args.model, limit_mm_per_prompt={"image": args.num_frames, "video": 0}, seed=args.seed)
+        revision = model_args.model_revision
+        self.processor = AutoProcessor.from_pretrained(args.model, revision=revision)
+        self.llm = LLM(
+            model=args.model,
+            revision=revision,
+            dtype=model_args.dtype or "auto",
+            limit_mm_per_prompt={"image": args.num_frames, "video": 0},
+            seed=args.seed,
+        )
         self.params = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
 
     def generate(self, conversations):
@@ -174,6 +194,23 @@ def _breakdown(records, key="score"):
     }
 
 
+def category_table(results: dict) -> str:
+    """The per-category accuracy of ``results`` as a plain-text table (what lmms-eval prints at the end of a run)."""
+    shuffled = results.get("per_category_shuffled", {})
+    lines = []
+    for name, values in results.get("per_category", {}).items():
+        width = max([len(name), *(len(v) for v in values)])
+        head = f"{name:<{width}}  {'n':>5}  {'accuracy':>8}" + (f"  {'shuffled':>8}" if shuffled else "")
+        lines += [head, "-" * len(head)]
+        for value, stats in values.items():
+            row = f"{value:<{width}}  {stats['n']:>5}  {stats['accuracy']:>8.4f}"
+            if shuffled:
+                row += f"  {shuffled.get(name, {}).get(value, {}).get('accuracy', float('nan')):>8.4f}"
+            lines.append(row)
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def chance_accuracy(rows: list[dict]) -> float:
     """Expected accuracy of random answers on ``rows``: a uniformly random option for questions with options;
     otherwise a uniformly random pick among the distinct answers of the split for that problem type (numbers, spans,
@@ -200,6 +237,7 @@ def evaluate(
     prompt_args: PromptArguments | None = None,
     tad_config: TADConfig | None = None,
     progress: bool = True,
+    model_args: EvalModelConfig | None = None,
 ) -> dict:
     """Streams the benchmark batch by batch (select frames → generate → score → append to predictions.jsonl), so
     memory is bounded by one batch; a rerun on the same ``output`` resumes after the last question written."""
@@ -207,6 +245,8 @@ def evaluate(
 
     prompt_args = prompt_args or PromptArguments()
     cfg = tad_config or TADConfig()
+    model_args = model_args or EvalModelConfig()
+    model_args.model_name_or_path = args.model
     start = time.perf_counter()
     invalid: list[dict] = []  # malformed manifest lines, reported and skipped
     rows = read_benchmark(args.benchmark, args.data, args.video_root, invalid, args.allow_outside_root)
@@ -217,9 +257,9 @@ def evaluate(
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predictions.jsonl"
-    done = _resume(path, out / "eval_state.json", _fingerprint(args, prompt_args, cfg))
+    done = _resume(path, out / "eval_state.json", _fingerprint(args, prompt_args, cfg, model_args))
     todo = [r for r in rows if r["id"] not in done]
-    backend = (_HFBackend(args) if args.backend == "hf" else _VLLMBackend(args)) if todo else None
+    backend = ((_HFBackend if args.backend == "hf" else _VLLMBackend)(args, model_args)) if todo else None
     step, last_video = max(1, args.batch_size), {}
     with open(path, "a") as fh, tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
         for i in range(0, len(todo), step):
@@ -242,18 +282,25 @@ def evaluate(
         args, prompt_args, cfg, rows, [r for r in rows if r["id"] in ok], scored, unreadable, start, protocol
     )
     results["num_invalid"], results["invalid"] = len(invalid), invalid
+    results["model_loading"] = {k: v for k, v in asdict(model_args).items() if not k.startswith(("lora", "use_"))}
     (out / args.results_file).write_text(json.dumps(results, indent=2))
     return results
 
 
-def _fingerprint(args: EvalArgs, prompt_args: PromptArguments, cfg: TADConfig) -> str:
+def _fingerprint(args: EvalArgs, prompt_args: PromptArguments, cfg: TADConfig, model_args=None) -> str:
     """What makes a prediction: everything but where it goes, how many questions and the batching."""
     import hashlib
 
     skip = ("output", "limit", "batch_size", "results_file", "allow_outside_root")
     keep = {k: v for k, v in asdict(args).items() if k not in skip}
     blob = json.dumps(
-        dict(args=keep, prompt=prompt_args.prompt_spec(), tad=cfg.to_dict(), weights=_model_identity(args.model)),
+        dict(
+            args=keep,
+            prompt=prompt_args.prompt_spec(),
+            tad=cfg.to_dict(),
+            weights=_model_identity(args.model),
+            loading=asdict(model_args) if model_args is not None else None,
+        ),
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
