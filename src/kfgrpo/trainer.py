@@ -149,7 +149,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             append_kfgrpo_card_section(self.args.output_dir, self.args, description, self.state.log_history)
 
     # ------------------------------------------------------------------------------------------------------------
-    # The one overridden TRL-internal hook
+    # The overridden TRL hooks
     # ------------------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
