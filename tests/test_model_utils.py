@@ -43,12 +43,13 @@ def test_attn_implementation_reaches_the_model_in_sft(tiny_model_dir, frame_cach
 
 
 def test_attn_implementation_reaches_the_model_in_eval(tiny_model_dir, tmp_path):
-    from kfgrpo.eval.run import EvalArgs, _HFBackend
+    from kfgrpo.eval.run import EvalArgs, EvalModelConfig, _HFBackend
 
     args = EvalArgs(model=tiny_model_dir, benchmark="canonical", data="m.jsonl", output=str(tmp_path))
-    assert _HFBackend(args).model.config._attn_implementation == "sdpa"
-    args.attn_implementation = "eager"
-    assert _HFBackend(args).model.config._attn_implementation == "eager"
+    loading = EvalModelConfig(model_name_or_path=tiny_model_dir)
+    assert _HFBackend(args, loading).model.config._attn_implementation == "sdpa"
+    loading.attn_implementation = "eager"
+    assert _HFBackend(args, loading).model.config._attn_implementation == "eager"
 
 
 def test_model_init_kwargs_cover_the_loading_fields():

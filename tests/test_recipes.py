@@ -7,7 +7,7 @@ import yaml
 from kfgrpo.chronosynth import SynthConfig
 from kfgrpo.cli import _parse
 from kfgrpo.data_utils import PromptArguments
-from kfgrpo.eval import EvalArgs
+from kfgrpo.eval import EvalArgs, EvalModelConfig
 from kfgrpo.tad import TADConfig
 
 TINY = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu"
@@ -41,8 +41,12 @@ def test_stages_chain():
 
 
 def test_demo_recipes_parse():
-    args, prompt, tad = _parse((EvalArgs, PromptArguments, TADConfig), ["--config", str(TINY / "eval.yaml")], "t")
+    parsed = _parse(
+        (EvalArgs, PromptArguments, TADConfig, EvalModelConfig), ["--config", str(TINY / "eval.yaml")], "t"
+    )
+    args, prompt, tad, loading = parsed
     assert args.results_file == "eval.json" and prompt.question_position == "before" and tad.max_pixels == 3136
+    assert loading.dtype == "float32"
     (synth,) = _parse((SynthConfig,), ["--config", str(TINY / "synth.yaml")], "t")
     assert synth.families == ["order", "count"]
 

@@ -69,6 +69,26 @@ def test_resume_hook_still_needs_the_fix():
     assert issubclass(KFGRPOTrainer, ResumeWeightsMixin) and issubclass(KFSFTTrainer, ResumeWeightsMixin)
 
 
+def test_multi_process_cpu_resume_still_needs_the_fix():
+    """transformers loads the optimizer state onto ``args.device`` with several processes, which is ``cpu:0`` on CPU,
+    and torch cannot restore that location: kfgrpo.model_utils.ResumeWeightsMixin._load_optimizer_and_scheduler maps
+    it to ``cpu``. When this fails, one of them changed: re-check, and drop the override if it is no longer needed."""
+    import io
+
+    import pytest
+    import torch
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._load_optimizer_and_scheduler)
+    assert 'map_location = self.args.device if self.args.world_size > 1 else "cpu"' in source
+    buf = io.BytesIO()
+    torch.save({"step": torch.ones(1)}, buf)
+    buf.seek(0)
+    with pytest.raises(RuntimeError, match="cpu:0"):
+        torch.load(buf, map_location=torch.device("cpu", 0), weights_only=True)
+    assert _params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
+
+
 def test_hooks_the_probes_call():
     assert _params(GRPOTrainer._tokenize_prompts) == ["self", "prompts"]
     assert _params(GRPOTrainer._generate_single_turn)[:5] == [

@@ -62,8 +62,9 @@ def test_sleep_mode_with_sampled_probes_is_rejected(tmp_path):
         vllm_enable_sleep_mode=True,
     )
     with pytest.raises(ValueError, match="sleep"):
-        KFGRPOConfig(**kw)
-    KFGRPOConfig(**kw, kf_probe_mode="likelihood")
+        KFGRPOConfig(**kw, kf_reward="group")  # sampled probes generate: a re-sync per call
+    KFGRPOConfig(**kw, kf_reward="group", kf_probe_mode="likelihood")
+    KFGRPOConfig(**kw)  # the per-completion reward generates nothing
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,27 @@ class ResumeWeightsMixin:
         dtype = next(unwrapped.parameters()).dtype
         loaded = type(unwrapped).from_pretrained(resume_from_checkpoint, dtype=dtype)
         unwrapped.load_state_dict(loaded.state_dict(), strict=True)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        """transformers maps the optimizer state to ``args.device`` when several processes train. In a multi-process
+        CPU run (gloo, accelerate's MULTI_CPU: found by the two-node SLURM test) that device is ``cpu:0``, a location
+        ``torch.load`` cannot restore ("don't know how to restore data location ... cpu:0"), so resuming failed. While
+        transformers loads, a CPU map location with an index is read as plain ``cpu``; tests/test_trl_contract.py
+        fails once either library changes."""
+        import torch
+
+        device = self.args.device
+        if checkpoint is None or device.type != "cpu" or device.index is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        load = torch.load
+
+        def cpu_load(f, *args, map_location=None, **kwargs):
+            if isinstance(map_location, (str, torch.device)) and torch.device(map_location).type == "cpu":
+                map_location = "cpu"
+            return load(f, *args, map_location=map_location, **kwargs)
+
+        torch.load = cpu_load
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        finally:
+            torch.load = load

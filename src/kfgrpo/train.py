@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from trl import TrlParser, get_peft_config
@@ -49,6 +50,14 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
         train_dataset=train,
         peft_config=get_peft_config(model_args),
     )
+    acc = trainer.accelerator
+    node = os.environ.get("GROUP_RANK", os.environ.get("SLURM_NODEID", "0"))  # torchrun's node rank, else SLURM's
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1"))
+    host = os.environ.get("SLURMD_NODENAME", socket.gethostname())
+    logger.info(
+        "process %d of %d: node rank %s of %s on %s; distributed: %s, %d processes",
+        acc.process_index, acc.num_processes, node, nodes, host, acc.distributed_type.value, acc.num_processes,
+    )  # fmt: skip
     if model_args.freeze_vision_modules:
         logger.info("Froze %d vision parameters", freeze_vision_modules(trainer.model))
     checkpoint = last_checkpoint(training_args)

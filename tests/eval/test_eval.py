@@ -158,7 +158,7 @@ def test_scores_and_breakdowns_are_consistent(tiny_model_dir, layouts, tmp_path,
     import kfgrpo.eval.run as run
 
     class AlwaysA:
-        def __init__(self, args):
+        def __init__(self, args, model_args=None):
             pass
 
         def generate(self, conversations):
@@ -209,7 +209,7 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
         ]
 
     class OrderAware:
-        def __init__(self, args):
+        def __init__(self, args, model_args=None):
             pass
 
         def generate(self, conversations):
@@ -279,7 +279,7 @@ class _Counting:
     answered = []
     fail_after = None
 
-    def __init__(self, args):
+    def __init__(self, args, model_args=None):
         pass
 
     def generate(self, conversations):
@@ -357,7 +357,7 @@ def test_eval_skips_malformed_lines_and_videos_outside_the_root(tmp_path, synth_
     import kfgrpo.eval.run as run
 
     class Echo:
-        def __init__(self, args):
+        def __init__(self, args, model_args=None):
             pass
 
         def generate(self, conversations):
@@ -388,7 +388,7 @@ def test_eval_resume_never_copies_one_questions_score_to_another(tmp_path, synth
     asked = []
 
     class Answers:
-        def __init__(self, args):
+        def __init__(self, args, model_args=None):
             pass
 
         def generate(self, conversations):

@@ -23,7 +23,7 @@ class Recorded:
     outputs: list[str] = []
     asked: list = []
 
-    def __init__(self, args):
+    def __init__(self, args, model_args=None):
         Recorded.max_new_tokens = args.max_new_tokens
 
     def generate(self, conversations):
