@@ -114,24 +114,23 @@ def main(argv=None):
         out = trainer._generate_and_score_completions(rows)
         completions = list(trainer._logs["completion"])[-len(rows) :]
         scores = trainer.kf_last_scores
-        ref_d = None
-        if reference is not None:
-            targets = [ids[m.bool()].tolist() for ids, m in zip(out["completion_ids"], out["completion_mask"])]
-            ref_d = reference_reliance(reference, trainer, rows, targets)
+        targets = [ids[m.bool()].tolist() for ids, m in zip(out["completion_ids"], out["completion_mask"])]
+        every = reliance_of_all(trainer, rows, targets)  # D of every completion, right or wrong
+        ref_d = reliance_of_all(reference, rows, targets, frames_from=trainer) if reference is not None else None
         for i, (row, completion) in enumerate(zip(rows, completions)):
             text = completion_text(completion)
             rec = dict(
                 id=row["id"], text=text, solution=row["solution"], **label(text, row["solution"], row["options"])
             )
             rec.update(
-                reliance=scores["reliance"][i].item(),
-                real_logp=scores["real_logp"][i].item(),
+                reliance=every["reliance"][i],
+                real_logp=every["real_logp"][i],
                 eligible=bool(scores["eligible"][i]),
                 centred=scores["centred"][i].item(),
-                per_probe=scores["per_probe"][i].tolist(),
+                per_probe=every["per_probe"][i],
             )
             if ref_d is not None:
-                rec["reference_reliance"] = ref_d[i]
+                rec["reference_reliance"] = ref_d["reliance"][i]
             records.append(rec)
         for k in range(0, len(rows), g):
             groups.append(records[-len(rows) + k : len(records) - len(rows) + k + g])
@@ -146,23 +145,20 @@ def main(argv=None):
     return summary
 
 
-def reference_reliance(reference, trainer, rows, targets) -> list[float]:
-    """D of the same completions (token ids) with the same probe frames, scored by another model."""
+def reliance_of_all(scorer, rows, targets, frames_from=None) -> dict:
+    """D (and its per-probe parts and the real-frame log-likelihood) of every completion, scored by ``scorer``'s
+    model with the probes of ``frames_from`` (default: the scorer's own), whatever their accuracy."""
     import torch
 
-    from kfgrpo.rewards.reliance import combine_probes, reliance_scores
+    from kfgrpo.rewards.reliance import combine_probes
 
-    g = trainer.num_generations
-    frames, gap = trainer._kf_probe_sets(rows[::g])
-    real = [list(r["images"]) for r in rows]
-    sets = [real] + [[f[i // g] for i in range(len(rows))] for f in frames]
-    out = [reference._kf_teacher_forced_logps(rows, s, targets) for s in sets]
-    logps, mask = torch.stack([lp for lp, _ in out]), out[0][1]
-    args = trainer.args
-    scores = reliance_scores(logps[0], logps[1:], mask, top_fraction=args.kf_reliance_top_fraction,
-                             clip=args.kf_reliance_clip)  # fmt: skip
-    d = combine_probes(scores, args.kf_probe_bonus, gap.repeat_interleave(g, dim=0), args.kf_saliency_weight)
-    return d.tolist()
+    g = scorer.num_generations
+    frames, gap = (frames_from or scorer)._kf_probe_sets(rows[::g])
+    need = torch.ones(len(rows), dtype=torch.bool)
+    per_probe, real_logp = scorer._kf_completion_reliance(rows, frames, targets, need)
+    args = scorer.args
+    d = combine_probes(per_probe, args.kf_probe_bonus, gap.repeat_interleave(g, dim=0), args.kf_saliency_weight)
+    return dict(reliance=d.tolist(), per_probe=per_probe.tolist(), real_logp=real_logp.tolist())
 
 
 def summarize(records, groups, probes) -> dict:

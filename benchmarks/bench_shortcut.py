@@ -44,7 +44,8 @@ ARMS: dict[str, list[str]] = {
     "t-grpo": ["--kf_preset", "t-grpo"],
     # the method spec's per-group rule with sampled probes (the kf-grpo preset before kf_reward existed)
     "kf-grpo-group": ["--kf_preset", "kf-grpo", "--kf_reward", "group"],
-    "kf-grpo": ["--kf_preset", "kf-grpo"],  # the preset's default: kf_reward rank
+    "kf-grpo": ["--kf_preset", "kf-grpo"],  # the preset's default (kf_reward shape)
+    "kf-grpo-rank": ["--kf_preset", "kf-grpo", "--kf_reward", "rank"],
     "kf-grpo-shape": ["--kf_preset", "kf-grpo", "--kf_reward", "shape"],
     "kf-grpo-gate": ["--kf_preset", "kf-grpo", "--kf_reward", "gate"],
     "grpo-batch": ["--kf_preset", "grpo", "--scale_rewards", "batch"],
@@ -54,7 +55,7 @@ ARMS: dict[str, list[str]] = {
 # start learns to read frames from it, as a pretrained model would have, before RL meets the cue.
 # `grpo` and the new default over --seeds (paired by seed), the baselines over --baseline-seeds.
 MAIN_ARMS = ["grpo", "kf-grpo"]
-DEFAULT_ARMS = ["grpo", "kf-grpo", "t-grpo", "kf-grpo-group"]
+DEFAULT_ARMS = ["grpo", "kf-grpo", "t-grpo", "kf-grpo-group", "kf-grpo-gate"]
 SPLITS = {"warm": (0, False), "train": (0, True), "test": (1, False), "tune": (2, False)}
 SHORTCUT_LETTER = "A"  # recipes/tiny-cpu/synth-shortcut.yaml
 SHORTCUTS = ("answer_position", "option_length")

@@ -342,10 +342,11 @@ def test_reliance_orders_correct_completions_above_every_incorrect_one(
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [_Pattern(PATTERN), format_reward],
-        args=_kf(tmp_path, max_steps=1, scale_rewards=scale, multi_objective_aggregation=aggregation),
+        args=_kf(
+            tmp_path, max_steps=1, kf_reward="rank", scale_rewards=scale, multi_objective_aggregation=aggregation
+        ),
         train_dataset=train_ds,
     )
-    assert trainer.args.kf_reward == "rank"  # the kf-grpo preset's default
     _stub_logps(trainer, RELIANCE)
     trainer.model.train()
     adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"].view(2, 4)
@@ -362,7 +363,8 @@ def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [_Pattern(PATTERN), format_reward],
-        args=_kf(tmp_path, max_steps=1, kf_saliency_weight=0.0),  # D is then the plain mean over probes
+        # D: the plain mean over probes, in nats (the stub's log-probs)
+        args=_kf(tmp_path, max_steps=1, kf_reward="rank", kf_saliency_weight=0.0, kf_reliance_space="logprob"),
         train_dataset=train_ds,
     )
     real_logp = [-0.1, -0.2, -3.0, -0.1, -0.1, -0.1, -0.1, -0.1]  # completion 2 is below the likelihood floor
@@ -414,7 +416,7 @@ def test_shape_and_gate_rescale_only_positive_advantages(tiny_model_dir, train_d
         trainer = KFGRPOTrainer(
             tiny_model_dir,
             [_Pattern(PATTERN), format_reward],
-            args=_kf(tmp, max_steps=1, kf_reward=reward, kf_saliency_weight=0.0),
+            args=_kf(tmp, max_steps=1, kf_reward=reward, kf_saliency_weight=0.0, kf_reliance_space="logprob"),
             train_dataset=train_ds,
         )
         _stub_logps(trainer, RELIANCE)

@@ -6,7 +6,7 @@ YAML or on the command line) win over the preset.
 | field | ``grpo`` | ``t-grpo`` (Video-R1) | ``kf-grpo`` |
 |---|---|---|---|
 | ``kf_probes`` | [] | [shuffle] | [shuffle, swap_salient] |
-| ``kf_reward`` | – | group (Video-R1's rule) | rank (per-completion frame reliance) |
+| ``kf_reward`` | – | group (Video-R1's rule) | shape (per-completion frame reliance) |
 | ``kf_probe_bonus`` (α) | [] | [0.3] | [0.3, 0.3] |
 | ``kf_threshold`` (μ) | – | 0.8 | 1.0 |
 | ``kf_strict`` | – | False (acc ≥ μ·acc_probe) | True (acc > μ·acc_probe) |
@@ -53,7 +53,7 @@ PRESET_VALUES = {
     "kf-grpo": dict(
         kf_probes=["shuffle", "swap_salient"],
         kf_probe_bonus=[0.3, 0.3],
-        kf_reward="rank",
+        kf_reward="shape",  # chosen on the tuning split (README, Does KF-GRPO help?): rank collapsed onto the cue
         kf_threshold=1.0,
         kf_strict=True,
         kf_rule="hard",
@@ -108,6 +108,14 @@ class KFGRPOConfig(GRPOConfig):
             "tokens). The frame-dependent tokens of a reasoning trace are a minority; its template tokens gap 0."
         },
     )
+    kf_reliance_space: str = field(
+        default="prob",
+        metadata={
+            "help": "Per-token gap of D: `prob` (p_real − p_probe ∈ [−1, 1]: only a token the real frames made likely "
+            "scores high) or `logprob` (log p_real − log p_probe, nats: it also grows with the token's own "
+            "uncertainty; measured: higher for traces that misread the frames)."
+        },
+    )
     kf_reliance_clip: float = field(
         default=2.0,
         metadata={
@@ -139,7 +147,7 @@ class KFGRPOConfig(GRPOConfig):
         },
     )
     kf_reliance_scorer: str = field(
-        default="policy",
+        default="reference",
         metadata={
             "help": "Model that scores D and the likelihood floor: `policy` (the weights that generated the rollouts; "
             "no extra memory, but the policy can raise its own D by becoming fragile to the probes) or `reference` "
@@ -251,6 +259,8 @@ class KFGRPOConfig(GRPOConfig):
             )
         if self.kf_reward not in KF_REWARDS:
             raise ValueError(f"kf_reward must be one of {KF_REWARDS}, got {self.kf_reward!r}")
+        if self.kf_reliance_space not in ("prob", "logprob"):
+            raise ValueError(f"kf_reliance_space must be 'prob' or 'logprob', got {self.kf_reliance_space!r}")
         if self.kf_reliance_scorer not in ("policy", "reference"):
             raise ValueError(f"kf_reliance_scorer must be 'policy' or 'reference', got {self.kf_reliance_scorer!r}")
         if not 0.0 < self.kf_reliance_top_fraction <= 1.0:

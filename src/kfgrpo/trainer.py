@@ -283,7 +283,12 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         per_set = [self._kf_teacher_forced_logps(rows, f, targets, args.kf_reliance_scorer) for f in sets]
         logps, mask = torch.stack([lp for lp, _ in per_set]), per_set[0][1]
         got = reliance_scores(
-            logps[0], logps[1:], mask, top_fraction=args.kf_reliance_top_fraction, clip=args.kf_reliance_clip
+            logps[0],
+            logps[1:],
+            mask,
+            top_fraction=args.kf_reliance_top_fraction,
+            clip=args.kf_reliance_clip,
+            space=args.kf_reliance_space,
         )[: len(order)]
         got_logp = ((logps[0] * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1))[: len(order)]
         position = {i: k for k, i in enumerate(order)}

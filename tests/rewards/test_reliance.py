@@ -105,3 +105,15 @@ def test_all_correct_groups_are_not_ranked_when_asked():
     c = centred_ranks(d, ok & correct, correct=correct)
     assert torch.equal(c[0], torch.zeros(4))  # all correct: GRPO leaves it still, so does the reliance reward
     assert c[1].tolist() == pytest.approx([-0.5, 0.5, 0.0, 0.0])
+
+
+def test_probability_space_gaps_favour_tokens_the_real_frames_made_likely():
+    """A confident token (p 0.9 → 0.1) outscores an uncertain one (p 0.05 → 0.005) in probability space, though the
+    uncertain one has the larger log-prob gap (2.3 vs 2.2 nats)."""
+    real = torch.log(torch.tensor([[0.9], [0.05]]))
+    probe = torch.log(torch.tensor([[[0.1], [0.005]]]))
+    mask = torch.ones(2, 1)
+    d_log = reliance_scores(real, probe, mask)[:, 0]
+    d_prob = reliance_scores(real, probe, mask, space="prob")[:, 0]
+    assert d_log[1] > d_log[0]
+    assert d_prob.tolist() == pytest.approx([0.8, 0.045])

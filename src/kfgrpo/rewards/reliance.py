@@ -53,9 +53,19 @@ def reliance_scores(
     *,
     top_fraction: float = 1.0,
     clip: float = math.inf,
+    space: str = "logprob",
 ) -> torch.Tensor:
-    """D_ij: [N, P] from per-token log-probs ``real_logps`` [N, T], ``probe_logps`` [P, N, T] and ``mask`` [N, T]."""
-    gaps = (real_logps.unsqueeze(0) - probe_logps).clamp(-clip, clip)  # [P, N, T]
+    """D_ij: [N, P] from per-token log-probs ``real_logps`` [N, T], ``probe_logps`` [P, N, T] and ``mask`` [N, T].
+
+    ``space="logprob"``: per-token gaps ℓ − ℓ̃ (nats). ``space="prob"``: gaps exp(ℓ) − exp(ℓ̃) ∈ [−1, 1], so only a token
+    the real frames made likely can score high: a log-prob gap also grows with the token's own uncertainty."""
+    if space == "prob":
+        gaps = real_logps.exp().unsqueeze(0) - probe_logps.exp()
+    elif space == "logprob":
+        gaps = real_logps.unsqueeze(0) - probe_logps
+    else:
+        raise ValueError(f"unknown reliance space {space!r}")
+    gaps = gaps.clamp(-clip, clip)  # [P, N, T]
     valid = mask.bool().unsqueeze(0).expand_as(gaps)
     lengths = mask.sum(dim=1).clamp_min(1)  # [N]
     k = torch.ceil(top_fraction * lengths).clamp(1).long()  # tokens kept per completion
