@@ -135,7 +135,7 @@ def main(argv=None):
         for k in range(0, len(rows), g):
             groups.append(records[-len(rows) + k : len(records) - len(rows) + k + g])
         print(f"{len(records)} completions scored", file=sys.stderr, flush=True)
-    summary = summarize(records, groups, trainer.args.kf_probes)
+    summary = summarize(records, groups, trainer.args.kf_probes, trainer.args.kf_likelihood_floor)
     print(json.dumps(summary, indent=1))
     if args.output:
         with open(args.output, "w") as fh:
@@ -161,7 +161,7 @@ def reliance_of_all(scorer, rows, targets, frames_from=None) -> dict:
     return dict(reliance=d.tolist(), per_probe=per_probe.tolist(), real_logp=real_logp.tolist())
 
 
-def summarize(records, groups, probes) -> dict:
+def summarize(records, groups, probes, floor: float) -> dict:
     d = [r["reliance"] for r in records]
     right = [r for r in records if r["correct"]]
     out = dict(
@@ -191,7 +191,7 @@ def summarize(records, groups, probes) -> dict:
     out["ranked_groups"] = sum(any(r["centred"] != 0 for r in grp) for grp in groups) / len(groups)
     lp = sorted(r["real_logp"] for r in records)
     out["real_logp_quantiles"] = {q: lp[int(q * (len(lp) - 1))] for q in (0.01, 0.05, 0.5, 0.95)}
-    out["below_floor"] = sum(not r["eligible"] and r["correct"] for r in records)
+    out["right_below_likelihood_floor"] = sum(r["correct"] and r["real_logp"] < floor for r in records)
     if "reference_reliance" in records[0]:
         ref = [r["reference_reliance"] for r in records]
         out["reliance_mean_policy"] = sum(d) / len(d)

@@ -1,6 +1,6 @@
 """How each protocol scores common answer phrasings: kfgrpo's scorer (training and ``--protocol reasoning``) next to
 Video-R1's eval_bench rules (``--protocol video-r1``) and lmms-eval's Video-MME extraction, current and classic
-(``--protocol lmms-eval`` / ``lmms-eval-classic``). Prints the Markdown table the README shows.
+(``--protocol lmms-eval`` / ``lmms-eval-classic``). Prints the Markdown table docs/evaluation.md shows.
 
     python benchmarks/scoring_phrasings.py
 """
@@ -27,13 +27,21 @@ MC = [
     ("<think>A woman appears and then", "A"),
     ("A woman appears first, then", "A"),
     ("Based on the video, the answer is (C).", "C"),
+    ("b", "B"),
+    ("**B**", "B"),
+    ("Ｂ", "B"),
+    ("B - a blue circle", "B"),
+    ("A. a red square is wrong; the answer is B", "B"),
 ]
 OTHER = [
     ("<answer>1,500</answer>", "1,000", "numerical"),
     ("<answer>3.0</answer>", "3", "numerical"),
     ("<answer>3</answer>", "3", "numerical"),
+    ("<answer>3 or 4</answer>", "3", "numerical"),
+    ("<answer>between 3 and 5</answer>", "3", "numerical"),
     ("<answer>10.0-15.0</answer>", "[10.0, 15.0]", "temporal_grounding"),
     ("<answer>[15, 10]</answer>", "[10.0, 15.0]", "temporal_grounding"),
+    ("<answer>00:10 to 00:15</answer>", "[10.0, 15.0]", "temporal_grounding"),
     ("<answer>90</answer>", "100", "regression"),
     ("<answer>STOP THERE</answer>", "STOP HERE", "ocr"),
     ("<answer>a man is running</answer>", "a man runs", "free_form"),

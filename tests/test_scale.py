@@ -204,3 +204,12 @@ def test_tad_slurm_array_runs_one_command_per_task():
     assert out == "task 3: .venv/bin/kfgrpo tad --num_proc 8 --manifest m.jsonl --output /shared/tad --num_frames 16"
     bad = subprocess.run(["bash", "slurm/tad.slurm", "--dry-run", "--output", "x"], cwd=ROOT, capture_output=True)
     assert bad.returncode == 2
+
+
+def test_the_slurm_log_folder_exists_in_every_clone():
+    """SLURM opens a job's --output before the script runs and does not create its folder: with `logs/` missing,
+    `sbatch slurm/train.slurm` fails at launch (JobLaunchFailure, measured on the local cluster), so the folder is
+    part of the repository."""
+    assert (ROOT / "logs" / ".gitignore").is_file()
+    for script in ("train.slurm", "tad.slurm"):
+        assert "#SBATCH --output=logs/" in (ROOT / "slurm" / script).read_text()

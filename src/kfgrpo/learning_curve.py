@@ -2,8 +2,9 @@
 
 ``kfgrpo train`` writes it into ``output_dir`` at the end of every run. Panels: the total reward and the accuracy
 reward of the sampled groups (``rewards/accuracy_reward/mean``), and, when probes ran, the accuracy of the real
-keyframes next to each probe (``kf/<probe>/accuracy``): the gap between them is what KF-GRPO pays for. Faint lines are
-the raw per-step values, solid ones a running mean over ``smooth`` steps.
+keyframes next to each probe (``kf/<probe>/accuracy``, the group rule's sampled probes), or the frame reliance of the
+scored completions per probe (``kf/<probe>/reliance``, the per-completion reward). Faint lines are the raw per-step
+values, solid ones a running mean over ``smooth`` steps.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def plot_learning_curve(history: list[dict], output: str | os.PathLike, title: s
 
     if not any("reward" in h for h in history):
         raise ValueError("log history has no `reward` entries (was logging_steps > max_steps?)")
-    probes = sorted(
-        {k.split("/")[1] for h in history for k in h if k.startswith("kf/") and k.endswith("/accuracy")} - {"real"}
-    )
-    panels = 2 if probes else 1
+
+    def probes_with(suffix):
+        found = {k.split("/")[1] for h in history for k in h if k.startswith("kf/") and k.endswith(suffix)}
+        return sorted(found - {"real", "reliance"})
+
+    probes, reliance = probes_with("/accuracy"), probes_with("/reliance")
+    panels = 2 if probes or reliance else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4), squeeze=False)
     ax = axes[0][0]
     for key, label, color in (
@@ -77,6 +81,13 @@ def plot_learning_curve(history: list[dict], output: str | os.PathLike, title: s
             if x:
                 ax.plot(x, _running_mean(y, smooth), color=color, lw=2, label=f"{key} frames")
         _label(ax, "accuracy of probe completions", "real keyframes vs perturbed (KF-GRPO probes)")
+    elif reliance:
+        ax = axes[0][1]
+        for key, color in zip(reliance, ("tab:red", "tab:orange", "tab:purple", "tab:brown")):
+            x, y = _series(history, f"kf/{key}/reliance")
+            if x:
+                ax.plot(x, _running_mean(y, smooth), color=color, lw=2, label=f"{key}")
+        _label(ax, "frame reliance D of the scored completions", "how much less likely on perturbed frames")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -171,6 +171,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         )
         rewards[:, self._kf_index] = bonus.reshape(-1)
         self._kf_log(real_acc, all_scores, all_gap, per_probe)
+        self._kf_log_answers(inputs, completions)
         self._kf_log_time(start)
         return rewards
 
@@ -209,7 +210,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         eligible = eligible_mask(
             acc, all_real_logp, correct_threshold=args.kf_correct_threshold, floor=args.kf_likelihood_floor
         )  # NaN log-likelihood (not scored) is never eligible
-        correct = (torch.nan_to_num(acc, nan=-1.0) > args.kf_correct_threshold).view(-1, g)
+        correct = self._kf_correct(acc).view(-1, g)
         centred = centred_ranks(
             all_reliance.view(-1, g),
             eligible.view(-1, g),
