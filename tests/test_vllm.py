@@ -179,8 +179,11 @@ def _trainer(small_model_dir, frame_cache, tmp_path, **kw):
 
 @pytest.fixture(scope="module")
 def colocate_trainer(small_model_dir, frame_cache, tmp_path_factory):
-    """One colocated engine (sampled probes) shared by the tests below: engine start dominates on CPU."""
-    return _trainer(small_model_dir, frame_cache, tmp_path_factory.mktemp("colocate"), vllm_mode="colocate")
+    """One colocated engine (the group rule's sampled probes, which generate through it) shared by the tests below:
+    engine start dominates on CPU."""
+    return _trainer(
+        small_model_dir, frame_cache, tmp_path_factory.mktemp("colocate"), vllm_mode="colocate", kf_reward="group"
+    )
 
 
 def _prompt(trainer, row):
@@ -299,7 +302,9 @@ def test_kfgrpo_trains_with_vllm_colocate_sampled_probes(colocate_trainer):
 @pytest.mark.vllm
 @needs_vllm
 def test_kfgrpo_trains_with_vllm_colocate_likelihood_probes(small_model_dir, frame_cache, tmp_path):
-    trainer = _trainer(small_model_dir, frame_cache, tmp_path, vllm_mode="colocate", kf_probe_mode="likelihood")
+    trainer = _trainer(
+        small_model_dir, frame_cache, tmp_path, vllm_mode="colocate", kf_reward="group", kf_probe_mode="likelihood"
+    )
     trainer.train()
     logs = trainer.state.log_history[0]
     assert "kf/shuffle/gap" in logs and "kf/shuffle/accuracy" not in logs
@@ -349,7 +354,8 @@ def vllm_server(small_model_dir):
 @pytest.mark.vllm
 @needs_vllm
 def test_kfgrpo_trains_with_vllm_server(vllm_server, small_model_dir, frame_cache, tmp_path, monkeypatch):
-    """Rollouts and probes through `trl vllm-serve` over HTTP, the encoder-cache reset on the server's endpoint.
+    """Rollouts through `trl vllm-serve` over HTTP with the kf-grpo preset's default reward (per-completion
+    reliance, teacher-forced on the trainer's side), the encoder-cache reset on the server's endpoint.
 
     On CPU, TRL's weight transfer cannot run (vLLM's NCCL engine needs CUDA): the test checks that it fails with
     TRL's own message, then replaces only that transfer (``init_communicator`` / ``update_named_params``) by no-ops
@@ -369,7 +375,8 @@ def test_kfgrpo_trains_with_vllm_server(vllm_server, small_model_dir, frame_cach
     trainer.vllm_generation.vllm_client.session.post = lambda url, **kw: sent.append(url) or session_post(url, **kw)
     trainer.train()
     logs = trainer.state.log_history[0]
-    assert "kf/shuffle/accuracy" in logs and logs["num_tokens"] > 0
+    assert "kf/reliance/scored" in logs and "kf/shuffle/accuracy" not in logs  # the default samples no probe
+    assert logs["num_tokens"] > 0
     assert any(u.endswith("/reset_encoder_cache") for u in sent), sent  # kfgrpo's reset after each sync
 
 
