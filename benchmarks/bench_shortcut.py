@@ -189,7 +189,7 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
     axes[0].set_title("training accuracy (the answer is A 80 % of the time)")
     axes[0].axhline(0.8, color="k", lw=0.8, ls=":")
     axes[0].text(0, 0.805, "always A", fontsize=8)
-    axes[1].set_title("frame reliance D of the rollouts while training (nats/token)")
+    axes[1].set_title("frame reliance D of the scored rollouts (gap per token)")
     axes[2].set_title("held-out, one point per run")
     axes[2].set_xlabel("accuracy on questions whose answer is not A")
     axes[2].set_ylabel("share of answers that are A")
@@ -218,6 +218,8 @@ def main():
     ap.add_argument("--prepare", action="store_true", help="stop after the data, the warm start and its evaluation")
     ap.add_argument("--auc-questions", type=int, default=40,
                     help="questions of the AUC diagnostic (benchmarks/bench_reliance_auc.py); 0 skips it")  # fmt: skip
+    ap.add_argument("--auc-after-training", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the AUC diagnostic on the seed-1 policies of grpo and kf-grpo (about 6 min)")  # fmt: skip
     ap.add_argument("--train-videos", type=int, default=400)
     ap.add_argument("--eval-videos", type=int, default=200)
     ap.add_argument("--sft-epochs", type=float, default=16, help="SFT epochs of the warm start (sft.yaml: 16)")
@@ -336,11 +338,21 @@ def main():
               f"answers A {r['shortcut_answer_rate']:.2f}", flush=True)  # fmt: skip
     # The AUC diagnostic on the policies the new default trained (seed 1), scored also by the warm start.
     trained = work / f"kf-grpo-s{min(args.seeds)}"
-    if args.auc_questions and "kf-grpo" in args.arms and (trained / "model.safetensors").exists():
+    if (
+        args.auc_questions
+        and args.auc_after_training
+        and "kf-grpo" in args.arms
+        and (trained / "model.safetensors").exists()
+    ):
         auc["kf-grpo"] = reliance_auc(trained, cache, work / "auc-kf-grpo.json", args, times, "auc kf-grpo",
                                       reference=sft)  # fmt: skip
     grpo_trained = work / f"grpo-s{min(args.seeds)}"
-    if args.auc_questions and "grpo" in args.arms and (grpo_trained / "model.safetensors").exists():
+    if (
+        args.auc_questions
+        and args.auc_after_training
+        and "grpo" in args.arms
+        and (grpo_trained / "model.safetensors").exists()
+    ):
         auc["grpo"] = reliance_auc(grpo_trained, cache, work / "auc-grpo.json", args, times, "auc grpo")
 
     keys = ("accuracy", "frame_sensitivity", "accuracy_consistent", "accuracy_violating", "shortcut_answer_rate")
