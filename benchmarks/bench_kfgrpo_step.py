@@ -110,8 +110,8 @@ def main(argv=None):
                 args.completion_length, args.prompts, **kf,
             )  # fmt: skip
             best[name] = min(best.get(name, t), t)
-    t_grpo, t_rank, t_lik, t_smp = best["grpo"], best["default"], best["lik"], best["smp"]
-    tr_rank, tr_lik, tr_smp = trainers["default"], trainers["lik"], trainers["smp"]
+    t_grpo, t_default, t_lik, t_smp = best["grpo"], best["default"], best["lik"], best["smp"]
+    tr_default, tr_lik, tr_smp = trainers["default"], trainers["lik"], trainers["smp"]
     print(
         f"{args.model or 'random tiny Qwen2.5-VL'} on CPU, G={args.generations}, {args.prompts} prompts/step, "
         f"completions <= {args.completion_length} tokens, probes shuffle + swap_salient (group rule: "
@@ -119,20 +119,20 @@ def main(argv=None):
     )
     print(f"grpo                               {t_grpo:.3f} s  1.00")
     print(
-        f"kf-grpo (default: kf_reward {tr_rank.args.kf_reward})  {t_rank:.3f} s  {t_rank / t_grpo:.2f}  (goal <= 1.15)"
+        f"kf-grpo (default: kf_reward {tr_default.args.kf_reward})  {t_default:.3f} s  {t_default / t_grpo:.2f}  (goal <= 1.15)"
     )
     print(f"kf-grpo, group rule, likelihood    {t_lik:.3f} s  {t_lik / t_grpo:.2f}  (goal <= 1.25)")
     print(f"kf-grpo, group rule, sampled       {t_smp:.3f} s  {t_smp / t_grpo:.2f}  (goal <= 1.6)")
     share = [h["kf/probe_time_share"] for h in tr_smp.state.log_history if "kf/probe_time_share" in h]
     lshare = [h["kf/probe_time_share"] for h in tr_lik.state.log_history if "kf/probe_time_share" in h]
-    rshare = [h["kf/probe_time_share"] for h in tr_rank.state.log_history if "kf/probe_time_share" in h]
-    scored = [h["kf/reliance/scored"] for h in tr_rank.state.log_history if "kf/reliance/scored" in h]
+    rshare = [h["kf/probe_time_share"] for h in tr_default.state.log_history if "kf/probe_time_share" in h]
+    scored = [h["kf/reliance/scored"] for h in tr_default.state.log_history if "kf/reliance/scored" in h]
     print(f"reliance reward: share of completions scored {statistics.mean(scored):.2f} (mean over steps)")
     print(
         f"probe time share: default {statistics.median(rshare):.2f}, group sampled {statistics.median(share):.2f}, "
         f"group likelihood {statistics.median(lshare):.2f}"
     )
-    return t_rank / t_grpo, t_lik / t_grpo, t_smp / t_grpo
+    return t_default / t_grpo, t_lik / t_grpo, t_smp / t_grpo
 
 
 if __name__ == "__main__":
