@@ -216,3 +216,56 @@ def test_plot_names_the_config_and_explains_every_mark(segments_video, tmp_path)
         assert any(mark in label for label in labels), (mark, labels)
     assert config_label() == "TADConfig defaults" and config_label(TADConfig()) == "TADConfig defaults"
     assert plot_selection(sel, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _moving_video(path, seconds=12, fps=25, gop=50, open_gop=False):
+    """A textured, moving H.264 clip with B-frames (reference and non-reference) and a GOP of ``gop`` frames."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (96, 256, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3:b-pyramid=normal" + (
+            ":open-gop=1" if open_gop else ""
+        )
+        s.options = {"preset": "veryfast", "crf": "23", "x264-params": params}
+        for i in range(int(seconds * fps)):
+            x = (3 * i) % 160
+            frame = np.ascontiguousarray(texture[16:80, x : x + 96])
+            frame[:, : 8 + (i % 40)] //= 2  # a band that grows: every frame differs
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("open_gop", [False, True])
+def test_decode_skip_gives_the_full_decodes_frames_bit_for_bit(tmp_path, open_gop):
+    from kfgrpo.tad.select import _packet_index, decode_plan
+
+    video = _moving_video(tmp_path / "moving.mp4", open_gop=open_gop)
+    # Dense grid (2 fps) and a sparse one (a cap of 6 candidates over 12 s: whole GOPs hold no candidate).
+    for cfg in (TADConfig(), TADConfig(max_candidates=6, min_candidates_per_frame=1.0)):
+        k = 4
+        fast = select_keyframes(video, k, config=cfg)
+        full = select_keyframes(video, k, config=TADConfig(**{**cfg.to_dict(), "decode_skip": False}))
+        assert fast.frame_indices == full.frame_indices and fast.timestamps == full.timestamps
+        assert np.array_equal(fast.curve.variation, full.curve.variation)
+        for a, b in zip(fast.frames + fast.distractor_frames, full.frames + full.distractor_frames):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    packets, order = _packet_index(str(video))
+    wanted = {order[i] for i in (0, 150, 299)}
+    send = decode_plan(packets, wanted)
+    assert sum(send) < len(packets) // 2  # most GOPs hold none of three wanted frames: never sent
+    assert all(send[i] for i, (pts, _) in enumerate(packets) if pts in wanted)
+
+
+def test_decode_plan_sends_a_whole_gop_when_the_next_gops_leading_frame_is_wanted():
+    from kfgrpo.tad.select import decode_plan
+
+    # Decode order of two open GOPs: I0 P3 b1 b2 | I6 b4 b5 P9 b7 b8 (b4, b5 lead I6: earlier in time, after in order).
+    packets = [(0, True), (3, False), (1, False), (2, False), (6, True), (4, False), (5, False), (9, False)]
+    assert decode_plan(packets, {1}) == [True, True, True, False, False, False, False, False]
+    assert decode_plan(packets, {4}) == [True, True, True, True, True, True, False, False]
+    assert decode_plan(packets, {9}) == [False, False, False, False, True, True, True, True]

@@ -32,12 +32,13 @@ def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _block_means(planes: np.ndarray, grid: int) -> np.ndarray:
-    """Block means of (C, H, W) planes on a grid×grid layout, flattened."""
-    c, h, w = planes.shape
+    """Block means of (N, C, H, W) uint8 planes on a grid×grid layout, shape (N, C·grid²) (exact integer sums, rows
+    first: a contiguous reduction, ~3× faster than a float mean over a 6-d view)."""
+    n, c, h, w = planes.shape
     g_h, g_w = min(grid, h), min(grid, w)
     bh, bw = h // g_h, w // g_w
-    crop = planes[:, : g_h * bh, : g_w * bw].astype(np.float32)
-    return crop.reshape(c, g_h, bh, g_w, bw).mean(axis=(2, 4)).ravel()
+    rows = planes[:, :, : g_h * bh, : g_w * bw].reshape(n, c, g_h, bh, g_w * bw).sum(axis=3, dtype=np.uint32)
+    return rows.reshape(n, c, g_h, g_w, bw).sum(axis=4).reshape(n, -1) / float(bh * bw)
 
 
 class PixelFeatures:
@@ -49,22 +50,35 @@ class PixelFeatures:
         self.grid, self.bins, self.hist_weight = grid, bins, hist_weight
         self.hist_power, self.hist_floor = hist_power, hist_floor
 
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        y, u, v = yuv_planes(frame)
+    @staticmethod
+    def _planes(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.ndarray:
         # Both parts read planes decimated to the chroma grid: block means and colour counts barely change, the
-        # cost drops 4× (views, no copies until the one conversion below).
+        # cost drops 4×.
+        y, u, v = yuv_planes(frame)
         hh, ww = min(y.shape[0] // 2, u.shape[0]), min(y.shape[1] // 2, u.shape[1])
-        planes = np.stack([y[: 2 * hh : 2, : 2 * ww : 2], u[:hh, :ww], v[:hh, :ww]])
-        layout = (_block_means(planes, self.grid) - 128.0) / 128.0
-        q = 256 // self.bins
-        small = planes[:, ::2, ::2] // q
-        idx = (small[0].astype(np.int32) * self.bins + small[1]) * self.bins + small[2]
-        hist = np.bincount(idx.ravel(), minlength=self.bins**3) / idx.size
-        hist = np.power(np.maximum(hist - self.hist_floor, 0.0), self.hist_power)
-        return _unit(np.concatenate([_unit(layout) * (1 - self.hist_weight), _unit(hist) * self.hist_weight]))
+        if out is None:
+            out = np.empty((3, hh, ww), np.uint8)
+        out[0], out[1], out[2] = y[: 2 * hh : 2, : 2 * ww : 2], u[:hh, :ww], v[:hh, :ww]
+        return out
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        return self.batch([frame])[0]
 
     def batch(self, frames) -> np.ndarray:
-        return np.stack([self(f) for f in frames])
+        """Features of frames of one video (one size), computed together: one pass of numpy per step, not per frame."""
+        first = self._planes(frames[0])
+        planes = np.empty((len(frames), *first.shape), np.uint8)  # (N, 3, h, w), filled in place: no second copy
+        planes[0] = first
+        for i, f in enumerate(frames[1:], 1):
+            self._planes(f, out=planes[i])
+        n, b = len(planes), self.bins
+        layout = (_block_means(planes, self.grid) - 128.0) / 128.0
+        small = planes[:, :, ::2, ::2] // (256 // b)
+        idx = (small[:, 0].astype(np.int32) * b + small[:, 1]) * b + small[:, 2]
+        idx += (np.arange(n, dtype=np.int32) * b**3)[:, None, None]  # one bincount for all frames
+        hist = np.bincount(idx.ravel(), minlength=n * b**3).reshape(n, b**3) / idx[0].size
+        hist = np.power(np.maximum(hist - self.hist_floor, 0.0), self.hist_power)
+        return _unit(np.concatenate([_unit(layout) * (1 - self.hist_weight), _unit(hist) * self.hist_weight], axis=1))
 
 
 class HFEncoder:

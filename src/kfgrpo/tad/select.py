@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from ..video import VideoError, VideoInfo, fit_to_patches, probe, uniform_indices
@@ -84,36 +85,72 @@ def candidate_indices(
     return uniform_indices(n, min(max_candidates, max(len(grid), min_candidates)))
 
 
+def _packet_index(path: str) -> tuple[list, list] | None:
+    """Decode-order ``(pts, is_keyframe)`` of every video packet, read by demuxing alone (no decoding: ~1 % of a
+    decode), and the presentation-order pts. None when the pts cannot name frames (missing or repeated pts): the
+    caller then decodes every frame, counting them."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+    pts = [p for p, _ in packets]
+    if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
+        return None
+    return packets, sorted(pts)
+
+
+def decode_plan(packets: list, wanted: set) -> list[bool]:
+    """Which packets (decode order) must reach the decoder so that every frame whose pts is in ``wanted`` decodes
+    exactly as in a full decode.
+
+    A GOP (a keyframe packet and the packets after it, up to the next keyframe) is sent up to its last wanted packet:
+    every frame's references come before it in decode order, so what follows is needed only by the next GOP's
+    leading pictures (an open GOP: frames after its keyframe in decode order but before it in time), and when one of
+    those is wanted the whole GOP is sent. GOPs with nothing wanted are not sent at all (long videos, sparse grids).
+    """
+    gops: list[list[int]] = []
+    for i, (_, key) in enumerate(packets):
+        if key or not gops:
+            gops.append([])
+        gops[-1].append(i)
+    send = [False] * len(packets)
+    for g, members in enumerate(gops):
+        nxt = gops[g + 1] if g + 1 < len(gops) else []
+        leading = any(packets[i][0] in wanted and packets[i][0] < packets[nxt[0]][0] for i in nxt)
+        hits = [i for i in members if packets[i][0] in wanted]
+        last = members[-1] if leading else (hits[-1] if hits else None)
+        for i in members:
+            send[i] = last is not None and i <= last
+    return send
+
+
 def _decode_candidates(path: str, indices: list[int], cfg: TADConfig, info: VideoInfo, rgb_size=None):
-    """One pass over the stream: (frames held, timestamps, indices found, rgb arrays at ``rgb_size`` or None)."""
+    """(frames held, timestamps, indices found, rgb arrays at ``rgb_size`` or None).
+
+    With ``cfg.decode_skip`` (default) only what the candidates need is decoded: a demux pass maps frame indices to
+    pts, GOP tails and GOPs without a candidate are never sent (:func:`decode_plan`), and non-reference frames that
+    are not candidates are skipped by the decoder (``skip_frame="NONREF"``, switched per packet). Candidates come
+    out bit-identical to a full decode (tests/tad/test_select.py). Otherwise every frame is decoded and counted."""
 
     def _hold(i, frame):
         held.append(frame)
         stamps.append(float(frame.pts * frame.time_base) if frame.pts is not None else i / info.fps)
         found.append(i)
         if rgb_size is not None:
-            rgb.append(frame.reformat(width=rgb_size[1], height=rgb_size[0], format="rgb24").to_ndarray())
+            rgb.append(scaler.reformat(frame, width=rgb_size[1], height=rgb_size[0], format="rgb24").to_ndarray())
 
     held, stamps, found, rgb = [], [], [], []
-    wanted = iter(indices)
-    target = next(wanted, None)
-    decoded, last = 0, None
+    scaler = VideoReformatter()
+    decoded = 0
     try:
+        index = _packet_index(path) if cfg.decode_skip else None
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = cfg.decode_thread_type
             stream.codec_context.thread_count = cfg.decode_threads
-            for i, frame in enumerate(container.decode(stream)):
-                decoded = i + 1
-                if target is None:
-                    break
-                if i < target:
-                    last = (i, frame)
-                    continue
-                _hold(i, frame)
-                target = next(wanted, None)
-            if target is not None and last is not None and (not found or last[0] > found[-1]):
-                _hold(*last)  # the header promised more frames than decode: the video's real end is a candidate
+            if index is not None:
+                decoded = _decode_planned(container, stream, index, indices, _hold)
+            else:
+                decoded = _decode_all(container, stream, indices, found, _hold)
     except av.error.FFmpegError as exc:
         raise VideoError(f"corrupt video stream after {decoded} frames ({type(exc).__name__}: {exc}): {path}") from exc
     if decoded < cfg.min_video_frames:
@@ -121,6 +158,52 @@ def _decode_candidates(path: str, indices: list[int], cfg: TADConfig, info: Vide
     if len(found) < cfg.truncation_tolerance * len(indices):
         raise VideoError(f"truncated: {decoded} of {info.num_frames} declared frames decode: {path}")
     return held, stamps, found, (rgb if rgb_size is not None else None)
+
+
+def _decode_all(container, stream, indices, found, hold) -> int:
+    """Every frame decoded, the i-th output frame being frame i; returns the number decoded."""
+    wanted = iter(indices)
+    target = next(wanted, None)
+    decoded, last = 0, None
+    for i, frame in enumerate(container.decode(stream)):
+        decoded = i + 1
+        if target is None:
+            break
+        if i < target:
+            last = (i, frame)
+            continue
+        hold(i, frame)
+        target = next(wanted, None)
+    if target is not None and last is not None and (not found or last[0] > found[-1]):
+        hold(*last)  # the header promised more frames than decode: the video's real end is a candidate
+    return decoded
+
+
+def _decode_planned(container, stream, index, indices, hold) -> int:
+    """Decodes what :func:`decode_plan` sends; frame i is the i-th pts in presentation order. Returns the number of
+    frames the stream holds (its packets), the count a full decode would give."""
+    packets, order = index
+    frame_of = {pts: i for i, pts in enumerate(order)}
+    targets = [order[i] for i in indices if i < len(order)]
+    if any(i >= len(order) for i in indices) and order[-1] not in targets:
+        targets.append(order[-1])  # the header promised more frames than the stream has: its real end is a candidate
+    wanted = set(targets)
+    send = iter(decode_plan(packets, wanted))
+    codec = stream.codec_context
+    out, skip = {}, None
+    for packet in container.demux(stream):
+        if packet.size:
+            if not next(send, False):
+                continue
+            mode = "DEFAULT" if packet.pts in wanted else "NONREF"  # non-candidate non-reference frames: skipped
+            if mode != skip:
+                codec.skip_frame = skip = mode
+        for frame in codec.decode(packet):
+            if frame.pts in wanted:
+                out[frame.pts] = frame
+    for pts in sorted(out):
+        hold(frame_of[pts], out[pts])
+    return len(order)
 
 
 def select_keyframes(
@@ -174,12 +257,13 @@ def select_keyframes(
 
     height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
 
+    scaler = VideoReformatter()  # one scaler for all frames: a frame's own would set up its filters again each time
+
     def to_rgb(p):
-        return (
-            held[p]
-            .reformat(width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation)
-            .to_image()
+        frame = scaler.reformat(
+            held[p], width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation
         )
+        return frame.to_image()
 
     sal = curve.saliency
     return Selection(
