@@ -4,7 +4,8 @@ Both decode with the same threading (``TADConfig.decode_thread_type``, PyAV's de
 of ``--repeats`` runs after one warm-up, the runs of the different functions interleaved. CPU time (all threads of
 the process) is what a cache build over many videos pays per video, since every core is busy then. Rows: TAD as
 configured (``decode_skip`` on: only what the candidates need is decoded), TAD decoding every frame
-(``decode_skip: false``), uniform through the same API, and keyframe-only decoding (``skip_frame="NONKEY"``) for
+(``decode_skip: false``), TAD with a learned stage 3 (``selector_weights``: its greedy draw replaces the
+hand-set distillation), uniform through the same API, and keyframe-only decoding (``skip_frame="NONKEY"``) for
 reference. The candidates of the two TAD rows are checked to be the same frames, bit for bit.
 
     python benchmarks/bench_tad_speed.py [--seconds 60] [--num-frames 16] [--repeats 7]
@@ -72,6 +73,9 @@ def main(argv=None):
     clip = str(make_clip(work / f"clip{int(args.seconds)}s.mp4", args.seconds))
     cfg = TADConfig()
     full_decode = replace(cfg, decode_skip=False)
+    from kfgrpo.tad.learned import LearnedSelector
+
+    learned = replace(cfg, selector_weights=str(LearnedSelector().save(work / "selector.json")))
     fast, slow = (
         select_keyframes(clip, args.num_frames, config=cfg),
         select_keyframes(clip, args.num_frames, config=full_decode),
@@ -84,6 +88,7 @@ def main(argv=None):
             "decode": lambda: decode_only(clip, cfg.decode_thread_type),
             "tad": lambda: select_keyframes(clip, args.num_frames, config=cfg),
             "tad_full": lambda: select_keyframes(clip, args.num_frames, config=full_decode),
+            "tad_learned": lambda: select_keyframes(clip, args.num_frames, config=learned),
             "uniform": lambda: select_keyframes(clip, args.num_frames, method="uniform", config=cfg),
             "key": lambda: keyframes_only(clip),
         },
@@ -99,6 +104,7 @@ def main(argv=None):
         ("PyAV decode-only", "decode", ""),
         ("TAD select_keyframes", "tad", "  <- TAD / decode-only (goal <= 0.7)"),
         ("TAD, decode_skip: false", "tad_full", ""),
+        ("TAD, learned stage 3 (tad-learn)", "tad_learned", ""),
         ("uniform (same API)", "uniform", ""),
         ("keyframes-only decode", "key", ""),
     )
@@ -108,6 +114,21 @@ def main(argv=None):
             f"{cpu[key] / cpu['decode']:6.2f}{note}"
         )
     print(f"same candidates and keyframes, bit for bit, with and without decode_skip: {same}")
+    # Stage 3 alone, on the same curve: the hand-set distillation against the learned selector's greedy draw.
+    from kfgrpo.tad.select import _pick, decode_and_score
+
+    curve = decode_and_score(clip, args.num_frames, cfg)[1]
+    stage3, _ = best_interleaved(
+        {
+            "distill": lambda: _pick(curve, args.num_frames, "tad", None, cfg),
+            "learned": lambda: _pick(curve, args.num_frames, "tad", None, learned),
+        },
+        50,
+    )
+    print(
+        f"stage 3 alone ({len(curve.timestamps)} candidates): hand-set distillation {stage3['distill'] * 1e3:.2f} ms, "
+        f"learned greedy draw {stage3['learned'] * 1e3:.2f} ms"
+    )
     return wall["tad"] / wall["decode"]
 
 

@@ -69,3 +69,18 @@ def test_tad_plot_command(tmp_path, synth_train, capsys):
     assert main(["tad-plot", str(video), "--num-frames", "4", "--output", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert "keyframes at" in capsys.readouterr().out
+
+
+def test_tad_learn_command_help_and_a_missing_model(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["tad-learn", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--samples_per_question", "--learning_rate", "--max_steps", "--selector_weights", "--config"):
+        assert flag in out
+    argv = ["tad-learn", "--manifest", "m.jsonl", "--model", "./no-such-model", "--output_dir", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kfgrpo tad-learn:") and "no-such-model" in err and len(err.strip().splitlines()) == 1

@@ -29,6 +29,7 @@ COMMANDS = {
     "tiny-model": "Build an offline random-weight Qwen-VL model + processor.",
     "synth": "Generate ChronoSynth videos and their manifest.",
     "tad": "Select keyframes (TAD) for every manifest row and cache them as a Hugging Face dataset.",
+    "tad-learn": "Learn TAD's keyframe selection from a frozen model's answers; writes a TAD config that uses it.",
     "tad-plot": "Draw one video's variation curve, apexes and selected keyframes as a PNG.",
     "sft": "Supervised warm start with TRL's SFTTrainer on a TAD cache (TrlParser recipe).",
     "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
@@ -127,6 +128,12 @@ def _tad(argv):
     return 0
 
 
+def _tad_learn(argv):
+    from .tad_learn import cli
+
+    return cli(argv)
+
+
 def _tad_plot(argv):
     from .tad import TADConfig, select_keyframes
     from .tad.plot import plot_selection
@@ -207,6 +214,7 @@ HANDLERS = {
     "tiny-model": _tiny_model,
     "synth": _synth,
     "tad": _tad,
+    "tad-learn": _tad_learn,
     "tad-plot": _tad_plot,
     "sft": _sft,
     "train": _train,

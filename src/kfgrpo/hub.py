@@ -60,9 +60,7 @@ Rows kept: {kept}; rows that failed (bad video or manifest line, listed in `erro
 ## Selection
 
 Temporal Apex Distillation scores frame-to-frame change over candidates sampled at {candidate_fps} fps (at most
-{max_candidates}), finds its apexes (local maxima with NMS and threshold κ = {apex_threshold}) and keeps the apexes
-first (up to ⌈ρK⌉, ρ = {apex_fraction}), then fills the remaining slots between them, by segment length, at the
-quantiles of P^γ (γ = {fill_gamma}) or on the strongest change inside each slot's cell (see `tad_config.json`).
+{max_candidates}), finds its apexes (local maxima with NMS and threshold κ = {apex_threshold}) and {stage3}
 A row with `short_video` true had fewer decodable frames than K and holds all of them. Features: `{encoder}`. Frames are resized to multiples of {patch_factor} pixels
 within [{min_pixels}, {max_pixels}] pixels.
 
@@ -87,6 +85,21 @@ config holds the question rows with their `frames_key`. `kfgrpo train` joins the
 """
 
 
+def _stage3(p: dict, cfg: dict) -> str:
+    selector = p.get("selector") or {}
+    if selector.get("kind") == "learned":
+        return (
+            "keeps the greedy draw of a learned selector (`kfgrpo tad-learn`: a scorer over per-candidate signals "
+            f"with a repulsive Plackett–Luce policy; weights `{os.path.basename(selector['weights'])}`, SHA-256 "
+            f"`{selector['sha256'][:16]}…`; see `tad_config.json`)."
+        )
+    return (
+        f"keeps the apexes first (up to ⌈ρK⌉, ρ = {cfg['apex_fraction']}), then fills the remaining slots between "
+        f"them, by segment length, at the quantiles of P^γ (γ = {cfg['fill_gamma']}) or on the strongest change "
+        "inside each slot's cell (see `tad_config.json`)."
+    )
+
+
 def tad_dataset_card(provenance: dict, summary: dict, name: str = "TAD keyframe cache") -> str:
     p = provenance["kfgrpo_tad"]
     cfg = p["config"]
@@ -100,6 +113,7 @@ def tad_dataset_card(provenance: dict, summary: dict, name: str = "TAD keyframe 
         failed=summary["failed"],
         config_json=json.dumps(provenance, indent=2),
         layout=FRAME_TABLE_NOTE if p.get("frame_table") else "",
+        stage3=_stage3(p, cfg),
         **{
             k: cfg[k]
             for k in (

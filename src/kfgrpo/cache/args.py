@@ -99,6 +99,7 @@ def _fingerprint(manifest_bytes: bytes, args: CacheArgs, cfg: TADConfig) -> str:
         shard_size=args.shard_size,
         query_aware=args.query_aware,
         tad=cfg.to_dict(),
+        selector=cfg.selector(),  # a rewritten selector.json is another cache, even under the same path
         image_format=args.image_format,
         jpeg_quality=args.jpeg_quality,
         frame_table=args.frame_table,
@@ -112,6 +113,7 @@ def provenance(args: CacheArgs, cfg: TADConfig) -> dict:
     return {
         "kfgrpo_tad": dict(
             method=args.method,
+            selector=cfg.selector() if args.method == "tad" else None,
             num_frames=args.num_frames,
             query_aware=args.query_aware,
             image_format=args.image_format,

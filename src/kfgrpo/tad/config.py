@@ -151,6 +151,15 @@ class TADConfig:
     use_anchors: bool = field(
         default=True, metadata={"help": "First and last candidates bound the fill segments (coverage of the ends)."}
     )
+    selector_weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "A learned stage 3: the selector.json that `kfgrpo tad-learn` writes (its tad.yaml sets this). "
+            "With method `tad`, the K keyframes are then the learned selector's greedy draw over the same candidates "
+            "and curve (kfgrpo.tad.learned), still deterministic; null = the hand-set distillation above. A relative "
+            "path is read from the current directory."
+        },
+    )
     gumbel_tau: float = field(default=0.1, metadata={"help": "Temperature of method='gumbel' sampling on saliency."})
     # Output frames
     num_distractors: int | None = field(
@@ -182,3 +191,12 @@ class TADConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def selector(self) -> dict:
+        """Which stage 3 makes the selection, for provenance: the hand-set distillation or a learned selector (its
+        file and the SHA-256 of its weights)."""
+        if not self.selector_weights:
+            return {"kind": "distill"}
+        from .learned import weights_sha256
+
+        return {"kind": "learned", "weights": self.selector_weights, "sha256": weights_sha256(self.selector_weights)}

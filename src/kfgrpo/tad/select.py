@@ -43,6 +43,7 @@ class CandidateCurve:
     apexes: np.ndarray  # candidate positions of the detected apexes
     relevance: np.ndarray | None = None  # query relevance r̂ (hf encoder with a text tower and a query)
     peaks: np.ndarray | None = None  # every local maximum of ṽ with v̂ > κ (apexes before NMS): where fill snaps
+    distinctiveness: np.ndarray | None = None  # robust z-score of each candidate's distance from the mean feature
 
 
 @dataclass
@@ -234,22 +235,7 @@ def select_keyframes(
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
     path = str(video)
-    info = probe(path)
-    if info.num_frames < cfg.min_video_frames:
-        raise VideoError(f"too short: {info.num_frames} frame(s), need {cfg.min_video_frames}: {path}")
-    min_candidates = math.ceil(cfg.min_candidates_per_frame * num_frames)
-    indices = candidate_indices(info, cfg.candidate_fps, cfg.max_candidates, min_candidates)
-
-    encoder = get_hf_encoder(cfg.encoder, cfg.hf_device, cfg.hf_batch_size) if cfg.encoder.startswith("hf:") else None
-    held, stamps, found, rgb = _decode_candidates(path, indices, cfg, info, encoder.input_size if encoder else None)
-    short_video = len(held) < num_frames
-    if short_video:
-        warnings.warn(
-            f"{path}: only {len(held)} decodable frame(s) for the {num_frames} keyframes asked; all {len(held)} are "
-            "kept (Selection.short_video, the cache's `short_video` column)",
-            stacklevel=2,
-        )
-    curve = _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg)
+    held, curve, info, short_video = decode_and_score(path, num_frames, cfg, query)
     pos, is_apex = _pick(curve, num_frames, method, seed, cfg)
     n_dis = cfg.num_distractors if cfg.num_distractors is not None else math.ceil(num_frames / 2)
     rest = np.setdiff1d(np.arange(len(held)), pos)
@@ -267,14 +253,14 @@ def select_keyframes(
 
     sal = curve.saliency
     return Selection(
-        frame_indices=[found[p] for p in pos],
-        timestamps=[stamps[p] for p in pos],
+        frame_indices=[int(curve.frame_indices[p]) for p in pos],
+        timestamps=[float(curve.timestamps[p]) for p in pos],
         saliency=[float(sal[p]) for p in pos],
         is_apex=[bool(a) for a in is_apex],
         frames=[to_rgb(p) for p in pos],
         curve=curve,
-        distractor_indices=[found[p] for p in dis],
-        distractor_timestamps=[stamps[p] for p in dis],
+        distractor_indices=[int(curve.frame_indices[p]) for p in dis],
+        distractor_timestamps=[float(curve.timestamps[p]) for p in dis],
         distractor_saliency=[float(sal[p]) for p in dis],
         distractor_frames=[to_rgb(p) for p in dis] if distractor_frames else [],
         method=method,
@@ -282,6 +268,27 @@ def select_keyframes(
         positions=pos,
         short_video=short_video,
     )
+
+
+def decode_and_score(path: str, num_frames: int, cfg: TADConfig, query: str | None = None):
+    """Stages 1–2 for one video: ``(held decoded candidates, CandidateCurve, VideoInfo, short_video)``."""
+    info = probe(path)
+    if info.num_frames < cfg.min_video_frames:
+        raise VideoError(f"too short: {info.num_frames} frame(s), need {cfg.min_video_frames}: {path}")
+    min_candidates = math.ceil(cfg.min_candidates_per_frame * num_frames)
+    indices = candidate_indices(info, cfg.candidate_fps, cfg.max_candidates, min_candidates)
+
+    encoder = get_hf_encoder(cfg.encoder, cfg.hf_device, cfg.hf_batch_size) if cfg.encoder.startswith("hf:") else None
+    held, stamps, found, rgb = _decode_candidates(path, indices, cfg, info, encoder.input_size if encoder else None)
+    short_video = len(held) < num_frames
+    if short_video:
+        warnings.warn(
+            f"{path}: only {len(held)} decodable frame(s) for the {num_frames} keyframes asked; all {len(held)} are "
+            "kept (Selection.short_video, the cache's `short_video` column)",
+            stacklevel=3,
+        )
+    curve = _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg)
+    return held, curve, info, short_video
 
 
 def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg: TADConfig) -> CandidateCurve:
@@ -292,6 +299,11 @@ def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg:
         feats = PixelFeatures(
             cfg.pixel_grid, cfg.pixel_hist_bins, cfg.pixel_hist_weight, cfg.pixel_hist_power, cfg.pixel_hist_floor
         ).batch(held)
+    distinct = None
+    if len(feats) > 1:  # how far each candidate is from the video's typical frame (a learned selector's feature)
+        dist = np.linalg.norm(feats - feats.mean(axis=0, keepdims=True), axis=1)
+        mad = np.median(np.abs(dist - np.median(dist)))
+        distinct = np.clip((dist - np.median(dist)) / (cfg.mad_scale * mad + 1e-3), -10.0, 10.0)
     if cfg.center_features and len(feats) > 1:
         # What every candidate shares (letterbox bars, a static background, the encoder's mean embedding) dominates
         # the cosine and hides cuts between similar-looking shots; comparing deviations from the video's mean does not.
@@ -321,12 +333,18 @@ def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg:
         cfg.variation_log_scale,
     )
     return CandidateCurve(
-        np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance, peaks
+        np.asarray(found), np.asarray(stamps), v, smooth, norm, alpha, prio, sal, apexes, relevance, peaks, distinct
     )
 
 
 def _pick(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADConfig):
     """Stage 3: the chosen candidate positions (chronological) and which of them are apexes."""
+    if method == "tad" and cfg.selector_weights:
+        from .learned import candidate_features, load_selector
+
+        selector = load_selector(cfg.selector_weights)
+        pos = selector.select(candidate_features(curve, cfg.variation_log_scale), num_frames)
+        return pos, np.isin(pos, curve.apexes)
     if method == "tad":
         return distill(
             curve.priority,
