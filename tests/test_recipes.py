@@ -60,3 +60,18 @@ def test_shortcut_recipes_parse():
     budget = {"max_steps", "learning_rate", "output_dir", "model_name_or_path", "dataset_name", "seed"}
     budget |= {"save_strategy", "save_steps", "save_total_limit"}
     assert {k: v for k, v in rl.items() if k not in budget} == {k: v for k, v in demo.items() if k not in budget}
+
+
+def test_tad_learn_recipe_parses_and_matches_the_demo():
+    """recipes/tiny-cpu/tad-learn.yaml learns from the frozen warm start, with the demo's prompt and frames."""
+    from kfgrpo.tad_learn import TADLearnArgs
+
+    recipe = str(TINY / "tad-learn.yaml")
+    args, tad, prompt, _ = _parse(
+        (TADLearnArgs, TADConfig, PromptArguments, EvalModelConfig), ["--config", recipe], "t"
+    )
+    learn, sft, ev, cache = _load("tad-learn.yaml"), _load("sft.yaml"), _load("eval.yaml"), _load("tad.yaml")
+    assert args.model == sft["output_dir"] and args.num_frames == [ev["num_frames"]]
+    assert {k: v for k, v in learn.items() if k in PROMPT_KEYS} == {k: v for k, v in ev.items() if k in PROMPT_KEYS}
+    assert {k: v for k, v in learn.items() if k in TAD_KEYS} == {k: v for k, v in cache.items() if k in TAD_KEYS}
+    assert tad.selector_weights is None and prompt.question_position == "before"
