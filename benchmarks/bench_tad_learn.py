@@ -121,7 +121,8 @@ def evaluate_split(manifest: Path, ks, selector_paths: dict, cfg, prompt_args, b
     return out
 
 
-def real_footage(selector_path: Path, ks, work: Path) -> dict | None:
+def real_footage(selector_paths: dict, ks, work: Path) -> dict | None:
+    """Cut and shot coverage of the hand-set TAD and of each learned selector on the held-out composition."""
     from _videos import compose_shots
     from bench_tad_real import run
     from kfgrpo.tad import TADConfig
@@ -130,9 +131,10 @@ def real_footage(selector_path: Path, ks, work: Path) -> dict | None:
     if made is None:
         return None
     path, cuts = made
-    hand = run(str(path), cuts, ks, TADConfig())["rows"]["TAD (defaults)"]
-    learned = run(str(path), cuts, ks, TADConfig(selector_weights=str(selector_path)))["rows"]["TAD (defaults)"]
-    return {"cuts": len(cuts), "tad": hand, "learned": learned}
+    out = {"cuts": len(cuts), "tad": run(str(path), cuts, ks, TADConfig())["rows"]["TAD (defaults)"]}
+    for name, selector in selector_paths.items():
+        out[name] = run(str(path), cuts, ks, TADConfig(selector_weights=str(selector)))["rows"]["TAD (defaults)"]
+    return out
 
 
 def main(argv=None):
@@ -228,19 +230,15 @@ def main(argv=None):
         spread = float(means.std(ddof=1) / np.sqrt(len(means))) if len(means) > 1 else float("nan")
         results["pooled"][k] = dict(per_seed=per_seed, mean_over_seeds=float(means.mean()), se_over_seeds=spread)
         print(f"K={k} mean over training seeds: {means.mean():+.3f} (standard error over seeds {spread:.3f})")
-    results["real_footage"] = {}
-    print("\nreal footage, held-out composition (seed 2): cut / shot coverage at K = 8, 16, 32")
-    for name, path in selectors.items():
-        real = real_footage(path, [8, 16, 32], work)
-        if real is None:
-            break
-        results["real_footage"][name] = real
-        cells = "   ".join(
-            f"K={k}: tad {real['tad'][k][0]:.2f} / {real['tad'][k][1]:.2f}, learned {real['learned'][k][0]:.2f} / "
-            f"{real['learned'][k][1]:.2f}"
-            for k in (8, 16, 32)
-        )
-        print(f"{name}: {cells}")
+    real = real_footage(selectors, [8, 16, 32], work)
+    results["real_footage"] = real
+    if real is not None:
+        print(f"\nreal footage, held-out composition (seed 2, {real['cuts']} cuts): cut / shot coverage")
+        for name in ("tad", *selectors):
+            print(
+                f"{name:<18} "
+                + "   ".join(f"K={k}: {real[name][k][0]:.2f} / {real[name][k][1]:.2f}" for k in (8, 16, 32))
+            )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))
     print(f"\n-> {args.json}; curves {work}/tad-learn-seed*/learning_curve.png")

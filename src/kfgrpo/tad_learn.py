@@ -29,7 +29,7 @@ import json
 import os
 import warnings
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 
 from .tad import TADConfig
 from .tad.learned import LearnedSelector, candidate_features
-from .video import VideoError, fit_to_patches
+from .video import VideoError
 
 
 @dataclass
@@ -107,28 +107,17 @@ class Candidates:
     def from_curve(cls, curve, frames, k: int, cfg: TADConfig) -> Candidates:
         from .tad.select import _pick
 
-        hand_set = TADConfig(**{**cfg.to_dict(), "selector_weights": None})
-        distill = _pick(curve, k, "tad", None, hand_set)[0]
+        distill = _pick(curve, k, "tad", None, replace(cfg, selector_weights=None))[0]
         return cls(candidate_features(curve, cfg.variation_log_scale), curve.timestamps, frames, distill)
 
     @classmethod
     def decode(cls, video: str, k: int, cfg: TADConfig) -> Candidates:
-        from av.video.reformatter import VideoReformatter
-
-        from .tad.select import decode_and_score
+        from .tad.select import decode_and_score, rgb_frames
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short video is still a training example: every candidate is kept
             held, curve, info, _ = decode_and_score(video, k, cfg)
-        height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
-        scaler = VideoReformatter()
-        frames = [
-            scaler.reformat(
-                f, width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation
-            ).to_image()
-            for f in held
-        ]
-        return cls.from_curve(curve, frames, k, cfg)
+        return cls.from_curve(curve, rgb_frames(held, info, cfg), k, cfg)
 
 
 class _VideoCache:

@@ -241,33 +241,36 @@ def select_keyframes(
     rest = np.setdiff1d(np.arange(len(held)), pos)
     dis = np.sort(rest[np.lexsort((rest, curve.saliency[rest]))][:n_dis])  # the lowest-saliency candidates
 
-    height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
-
-    scaler = VideoReformatter()  # one scaler for all frames: a frame's own would set up its filters again each time
-
-    def to_rgb(p):
-        frame = scaler.reformat(
-            held[p], width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation
-        )
-        return frame.to_image()
-
     sal = curve.saliency
     return Selection(
         frame_indices=[int(curve.frame_indices[p]) for p in pos],
         timestamps=[float(curve.timestamps[p]) for p in pos],
         saliency=[float(sal[p]) for p in pos],
         is_apex=[bool(a) for a in is_apex],
-        frames=[to_rgb(p) for p in pos],
+        frames=rgb_frames([held[p] for p in pos], info, cfg),
         curve=curve,
         distractor_indices=[int(curve.frame_indices[p]) for p in dis],
         distractor_timestamps=[float(curve.timestamps[p]) for p in dis],
         distractor_saliency=[float(sal[p]) for p in dis],
-        distractor_frames=[to_rgb(p) for p in dis] if distractor_frames else [],
+        distractor_frames=rgb_frames([held[p] for p in dis], info, cfg) if distractor_frames else [],
         method=method,
         info=info,
         positions=pos,
         short_video=short_video,
     )
+
+
+def rgb_frames(frames, info: VideoInfo, cfg: TADConfig) -> list[Image.Image]:
+    """Decoded frames as RGB images at the output size (sides multiples of ``patch_factor``, pixels within
+    ``[min_pixels, max_pixels]``), through one scaler: a frame's own would set up its filters again each time."""
+    height, width = fit_to_patches(info.height, info.width, cfg.patch_factor, cfg.min_pixels, cfg.max_pixels)
+    scaler = VideoReformatter()
+    return [
+        scaler.reformat(
+            f, width=width, height=height, format="rgb24", interpolation=cfg.resize_interpolation
+        ).to_image()
+        for f in frames
+    ]
 
 
 def decode_and_score(path: str, num_frames: int, cfg: TADConfig, query: str | None = None):
