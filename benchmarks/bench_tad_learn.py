@@ -71,8 +71,8 @@ def evaluate_split(manifest: Path, ks, selector_paths: dict, cfg, prompt_args, b
     from kfgrpo.eval.benchmarks import read_benchmark
     from kfgrpo.eval.protocols import get_protocol
     from kfgrpo.tad.learned import LearnedSelector
+    from kfgrpo.tad.learned.training import Candidates, answer_all
     from kfgrpo.tad.stages import uniform_positions
-    from kfgrpo.tad_learn import Candidates, _answer_all
 
     protocol = get_protocol("reasoning", "canonical")
     selectors = {name: LearnedSelector.load(path) for name, path in selector_paths.items()}
@@ -91,7 +91,7 @@ def evaluate_split(manifest: Path, ks, selector_paths: dict, cfg, prompt_args, b
         for name, sel in selectors.items():
             picks[name] = lambda c, k=k, sel=sel: [int(p) for p in sel.select(c.phi, k)]
         requests = [(row, cands[row["video"]], pick(cands[row["video"]])) for row in rows for pick in picks.values()]
-        scores = _answer_all(backend, requests, prompt_args, protocol)
+        scores = answer_all(backend, requests, prompt_args, protocol)
         res = {}
         for name, pick in picks.items():
             s = np.array([scores[(r["id"], tuple(pick(cands[r["video"]])))] for r in rows], dtype=np.float64)
@@ -150,9 +150,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from kfgrpo.data_utils import PromptArguments
-    from kfgrpo.eval.run import EvalModelConfig, _HFBackend
+    from kfgrpo.eval.run import EvalModelConfig, HFBackend
     from kfgrpo.tad import TADConfig
-    from kfgrpo.tad_learn import TADLearnArgs, learn
+    from kfgrpo.tad.learned.training import TADLearnArgs, learn
 
     kfgrpo = str(Path(sys.executable).parent / "kfgrpo")
     _ensure_demo(kfgrpo)
@@ -169,7 +169,7 @@ def main(argv=None):
     cfg = TADConfig(**{k: v for k, v in recipe.items() if k in tad_keys})
     model_args = EvalModelConfig(dtype=recipe.get("dtype", "float32"))
     model_args.model_name_or_path = largs.model
-    backend = _HFBackend(largs, model_args)
+    backend = HFBackend(largs, model_args)
 
     results = {"steps": args.steps, "training_seeds": args.seeds, "learned": {}}
     selectors = {}

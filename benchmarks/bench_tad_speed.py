@@ -115,13 +115,13 @@ def main(argv=None):
         )
     print(f"same candidates and keyframes, bit for bit, with and without decode_skip: {same}")
     # Stage 3 alone, on the same curve: the hand-set distillation against the learned selector's greedy draw.
-    from kfgrpo.tad.select import _pick, decode_and_score
+    from kfgrpo.tad.select import decode_and_score, pick_positions
 
     curve = decode_and_score(clip, args.num_frames, cfg)[1]
     stage3, _ = best_interleaved(
         {
-            "distill": lambda: _pick(curve, args.num_frames, "tad", None, cfg),
-            "learned": lambda: _pick(curve, args.num_frames, "tad", None, learned),
+            "distill": lambda: pick_positions(curve, args.num_frames, "tad", None, cfg),
+            "learned": lambda: pick_positions(curve, args.num_frames, "tad", None, learned),
         },
         50,
     )

@@ -1,6 +1,6 @@
 import pytest
 
-from kfgrpo.learning_curve import _running_mean, plot_learning_curve
+from kfgrpo.learning_curve import plot_learning_curve, running_mean
 
 
 def test_learning_curve_png(tmp_path):
@@ -24,4 +24,4 @@ def test_learning_curve_needs_rewards(tmp_path):
 
 
 def test_running_mean():
-    assert _running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]

@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
 
 
-# The rendezvous port is chosen by the OS when the launcher binds it (port 0 with the c10d rendezvous): no port is
-# picked here, released and hoped free.
-RENDEZVOUS = ["--main_process_port", "0", "--rdzv_backend", "c10d"]
+# The recipes' static rendezvous on a port accelerate asks the OS for (`--main_process_port 0`). Not the c10d
+# rendezvous: on one machine it ignores that port and hosts its store on localhost:29400, so a second run on the same
+# machine (another test suite, another user's job) found the port taken and joined the first run's store as a client,
+# failing both ("The connection to the C10d store has failed").
+RENDEZVOUS = ["--main_process_port", "0", "--rdzv_backend", "static"]
 
 
 def _args(model, cache, out, mode, per_device):
@@ -60,7 +62,9 @@ def _env():
 def _run(cmd, record):
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-4000:]
-    return [json.loads(p.read_text()) for p in sorted(record.glob("rank*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(record.glob("rank*.json"))]
+    assert records, f"no rank recorded in {record}:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return records
 
 
 def _one_process(model, cache, tmp, mode):

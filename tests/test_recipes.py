@@ -64,7 +64,7 @@ def test_shortcut_recipes_parse():
 
 def test_tad_learn_recipe_parses_and_matches_the_demo():
     """recipes/tiny-cpu/tad-learn.yaml learns from the frozen warm start, with the demo's prompt and frames."""
-    from kfgrpo.tad_learn import TADLearnArgs
+    from kfgrpo.tad.learned.training import TADLearnArgs
 
     recipe = str(TINY / "tad-learn.yaml")
     args, tad, prompt, _ = _parse(

@@ -129,7 +129,7 @@ def _tad(argv):
 
 
 def _tad_learn(argv):
-    from .tad_learn import cli
+    from .tad.learned.training import cli
 
     return cli(argv)
 

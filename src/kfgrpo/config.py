@@ -53,7 +53,7 @@ PRESET_VALUES = {
     "kf-grpo": dict(
         kf_probes=["shuffle", "swap_salient"],
         kf_probe_bonus=[0.3, 0.3],
-        kf_reward="shape",  # chosen on the tuning split (README, Does KF-GRPO help?): rank collapsed onto the cue
+        kf_reward="shape",  # chosen on the tuning split (docs/benchmarks.md, Does KF-GRPO help?): rank collapsed onto the cue
         kf_threshold=1.0,
         kf_strict=True,
         kf_rule="hard",
@@ -87,7 +87,7 @@ class KFGRPOConfig(GRPOConfig):
         metadata={
             "help": "Bonus α per probe (same order as kf_probes). The bonus is one number per group, paid to its "
             "correct completions: with `scale_rewards: group` (TRL's default) and equal format rewards in the group "
-            "the group std divides it out; `batch` or `none` keep it as a per-group weight (README, KF-GRPO)."
+            "the group std divides it out; `batch` or `none` keep it as a per-group weight (docs/kf_grpo.md, The keyframe reward)."
         },
     )
     kf_reward: str | None = field(
@@ -98,7 +98,8 @@ class KFGRPOConfig(GRPOConfig):
             "completions; reward column Σα·(rank centred in [-1/2, 1/2]). `shape`: positive advantages × "
             "(1 + kf_shape_coef·centred rank), after TRL's normalisation. `gate`: positive advantages × "
             "(1 − exp(−D_i/kf_gate_scale)). `group`: the method spec's per-group rule (t-grpo's too), which TRL's "
-            "default scale_rewards: group divides out when the other rewards are equal (README, KF-GRPO)."
+            "default scale_rewards: group divides out when the other rewards are equal (docs/kf_grpo.md, The keyframe "
+            "reward). Unset: the preset's (kf-grpo: shape; t-grpo: group)."
         },
     )
     kf_reliance_top_fraction: float = field(
@@ -119,8 +120,9 @@ class KFGRPOConfig(GRPOConfig):
     kf_reliance_clip: float = field(
         default=2.0,
         metadata={
-            "help": "c: each per-token gap (nats) is clipped to [-c, c] before the reduction, so no single "
-            "token the probe makes impossible dominates D."
+            "help": "c: each per-token gap is clipped to [-c, c] before the reduction, so no single token the probe "
+            "makes impossible dominates D. In kf_reliance_space's units: nats under `logprob`; under `prob` (the "
+            "default) gaps lie in [-1, 1] and any c >= 1 leaves them unchanged."
         },  # fmt: skip
     )
     kf_likelihood_floor: float = field(
@@ -134,16 +136,18 @@ class KFGRPOConfig(GRPOConfig):
     kf_reliance_noise_floor: float = field(
         default=1e-3,
         metadata={
-            "help": "A group is ranked only when the spread of D among its correct completions reaches this (nats); "
-            "batching alone moves D by about 1e-6, identical completions tie exactly."
+            "help": "A group is ranked only when the spread of D among its correct completions reaches this (D's "
+            "units: probability under kf_reliance_space `prob`, nats under `logprob`); batching alone moves D by "
+            "about 1e-6, identical completions tie exactly. rank, shape and gate."
         },
     )
     kf_reliance_mixed_groups_only: bool = field(
         default=True,
         metadata={
-            "help": "Rank only groups with at least one incorrect completion. In an all-correct group GRPO's "
+            "help": "rank and gate (shape always ranks mixed groups only): rank only groups with at least one "
+            "incorrect completion. In an all-correct group GRPO's "
             "advantages are 0 and the group std would make the ranks by D the group's whole learning signal "
-            "(measured: the policy then games D and accuracy falls; README, Does KF-GRPO help?)."
+            "(measured: the policy then games D and accuracy falls; docs/benchmarks.md, Does KF-GRPO help?)."
         },
     )
     kf_reliance_scorer: str = field(
@@ -159,7 +163,7 @@ class KFGRPOConfig(GRPOConfig):
         default=1.0, metadata={"help": "κ of kf_reward: shape (positive advantages × (1 + κ·centred rank))."}
     )
     kf_gate_scale: float = field(
-        default=0.5, metadata={"help": "τ of kf_reward: gate (positive advantages × (1 − exp(−D_i/τ)), nats)."}
+        default=0.5, metadata={"help": "τ of kf_reward: gate (positive advantages × (1 − exp(−D_i/τ)), in D's units)."}
     )
     kf_probe_generations: int | None = field(
         default=None, metadata={"help": "Completions per probe and prompt (G_p); default num_generations // 2."}
@@ -173,13 +177,15 @@ class KFGRPOConfig(GRPOConfig):
             "real vs perturbed frames (no generation)."
         },
     )
-    kf_threshold: float | None = field(default=None, metadata={"help": "μ: the bonus needs p > μ·p̃."})
+    kf_threshold: float | None = field(
+        default=None, metadata={"help": "kf_reward: group only. μ: the bonus needs p > μ·p̃."}
+    )
     kf_strict: bool | None = field(
-        default=None, metadata={"help": "Compare with > (True) or ≥ (False, Video-R1's code)."}
+        default=None, metadata={"help": "kf_reward: group only. Compare with > (True) or ≥ (False, Video-R1's code)."}
     )
     kf_rule: str | None = field(
         default=None,
-        metadata={"help": "`hard`: α·1[p > μ·p̃]. `soft`: α·clip((p − μ·p̃)/max(p, ε), 0, 1)."},
+        metadata={"help": "kf_reward: group only. `hard`: α·1[p > μ·p̃]. `soft`: α·clip((p − μ·p̃)/max(p, ε), 0, 1)."},
     )
     kf_saliency_weight: float | None = field(
         default=None, metadata={"help": "β_s: scales a probe's bonus by 1 + β_s·(S̄(real) − S̄(probe))."}

@@ -19,7 +19,8 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [float(p[1]) for p in points]
 
 
-def _running_mean(values: list[float], window: int) -> list[float]:
+def running_mean(values: list[float], window: int) -> list[float]:
+    """The mean of each value and up to ``window - 1`` before it (a trailing window that starts short)."""
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -70,7 +71,7 @@ def plot_learning_curve(history: list[dict], output: str | os.PathLike, title: s
         x, y = _series(history, key)
         if x:
             ax.plot(x, y, color=color, alpha=0.25, lw=1)
-            ax.plot(x, _running_mean(y, smooth), color=color, lw=2, label=label)
+            ax.plot(x, running_mean(y, smooth), color=color, lw=2, label=label)
     _label(ax, "mean over the step's completions", "rollouts on the real keyframes")
     if probes:
         ax = axes[0][1]
@@ -79,14 +80,14 @@ def plot_learning_curve(history: list[dict], output: str | os.PathLike, title: s
         ):
             x, y = _series(history, f"kf/{key}/accuracy")
             if x:
-                ax.plot(x, _running_mean(y, smooth), color=color, lw=2, label=f"{key} frames")
+                ax.plot(x, running_mean(y, smooth), color=color, lw=2, label=f"{key} frames")
         _label(ax, "accuracy of probe completions", "real keyframes vs perturbed (KF-GRPO probes)")
     elif reliance:
         ax = axes[0][1]
         for key, color in zip(reliance, ("tab:red", "tab:orange", "tab:purple", "tab:brown")):
             x, y = _series(history, f"kf/{key}/reliance")
             if x:
-                ax.plot(x, _running_mean(y, smooth), color=color, lw=2, label=f"{key}")
+                ax.plot(x, running_mean(y, smooth), color=color, lw=2, label=f"{key}")
         _label(ax, "frame reliance D of the scored completions", "how much less likely on perturbed frames")
     if title:
         fig.suptitle(title)

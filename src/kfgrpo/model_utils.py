@@ -84,13 +84,57 @@ def load_processor(model_args: ModelConfig, padding_side: str = "left"):
     )
 
 
+# Vision-language families whose pixel tensors are indexed by tile rather than by image. TRL's own forward gets their
+# tile counts (``num_tiles``, which it recovers from the image processor); kfgrpo's teacher-forced forwards (likelihood
+# probes, reliance scoring) batch prompts that TRL never saw and have no tile counts to pass, so TRL would slice those
+# tensors per image (InternVL) or fail (LFM2-VL). They are refused where those forwards run, before anything loads.
+TILE_INDEXED_FAMILIES = {"internvl": "InternVL", "lfm2_vl": "LFM2-VL"}
+TESTED_FAMILIES = "Qwen2-VL, Qwen2.5-VL and Qwen3-VL"
+
+
+def uses_teacher_forced_scoring(training_args) -> bool:
+    """Whether kfgrpo runs forwards of its own: probes scored by likelihood, or a per-completion reliance reward."""
+    probes = bool(getattr(training_args, "kf_probes", None))
+    return probes and (training_args.kf_reward != "group" or training_args.kf_probe_mode == "likelihood")
+
+
+def check_model_family(model_name_or_path: str, training_args, revision: str | None = None) -> None:
+    """Refuses, in one line, a tile-indexed family where kfgrpo's own forwards would run (see
+    ``TILE_INDEXED_FAMILIES``). A config that cannot be read is left to the model loading to report."""
+    from transformers import AutoConfig
+
+    from .errors import UserError
+
+    if not uses_teacher_forced_scoring(training_args):
+        return
+    try:
+        model_type = AutoConfig.from_pretrained(model_name_or_path, revision=revision).model_type
+    except (OSError, ValueError, KeyError):
+        return
+    if model_type in TILE_INDEXED_FAMILIES:
+        raise UserError(
+            f"{TILE_INDEXED_FAMILIES[model_type]} ({model_name_or_path}) indexes its pixels by tile, which kfgrpo's "
+            f"probe and reliance scoring does not pass (tested: {TESTED_FAMILIES}); train it with `kf_preset: grpo` "
+            "or `kf_reward: group` with `kf_probe_mode: sample`"
+        )
+
+
 def last_checkpoint(training_args) -> str | None:
-    """``resume_from_checkpoint``, else the newest ``checkpoint-*`` in ``output_dir`` (a rerun resumes)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """``resume_from_checkpoint``, else the newest complete ``checkpoint-*`` in ``output_dir`` (a rerun resumes).
+
+    transformers writes a checkpoint's files in place, ``trainer_state.json`` last: a checkpoint without it was cut short
+    by a kill while saving, and resuming it would fail or load half a state, so the newest one that has it is taken."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+        steps = []
+        for name in os.listdir(training_args.output_dir):
+            step = name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+            path = os.path.join(training_args.output_dir, name)
+            if step.isdigit() and os.path.isfile(os.path.join(path, "trainer_state.json")):
+                steps.append((int(step), path))
+        checkpoint = max(steps)[1] if steps else None
     return checkpoint
 
 

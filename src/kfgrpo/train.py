@@ -13,6 +13,7 @@ from .config import KFGRPOConfig
 from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
 from .model_utils import (
     KFModelConfig,
+    check_model_family,
     freeze_vision_modules,
     last_checkpoint,
     model_init_kwargs,
@@ -36,6 +37,7 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
         return None
     from .trainer import KFGRPOTrainer
 
+    check_model_family(model_args.model_name_or_path, training_args, model_args.model_revision)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if training_args.push_to_hub:  # before the first step, not after hours of training
         from .hub import check_push_access

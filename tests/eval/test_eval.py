@@ -164,7 +164,7 @@ def test_scores_and_breakdowns_are_consistent(tiny_model_dir, layouts, tmp_path,
         def generate(self, conversations):
             return ["<think>.</think><answer>A</answer>"] * len(conversations)
 
-    monkeypatch.setattr(run, "_HFBackend", AlwaysA)
+    monkeypatch.setattr(run, "HFBackend", AlwaysA)
     res = evaluate(
         EvalArgs(model="m", benchmark="videomme", data=str(layouts["videomme"]), output=str(tmp_path), num_frames=2),
         progress=False,
@@ -195,7 +195,7 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
     import kfgrpo.eval.run as run
 
     real_frames, row_of = {}, {}
-    real_conversation = run._conversation
+    real_conversation = run.build_conversation
 
     def recording(row, frames, timestamps, prompt_args, protocol=None):
         conv = real_conversation(row, frames, timestamps, prompt_args, protocol)
@@ -220,8 +220,8 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
                 for c in conversations
             ]
 
-    monkeypatch.setattr(run, "_HFBackend", OrderAware)
-    monkeypatch.setattr(run, "_conversation", recording)
+    monkeypatch.setattr(run, "HFBackend", OrderAware)
+    monkeypatch.setattr(run, "build_conversation", recording)
     res = evaluate(
         EvalArgs(
             model="m",
@@ -296,7 +296,7 @@ class _Counting:
 def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts, tmp_path, monkeypatch):
     import kfgrpo.eval.run as run
 
-    monkeypatch.setattr(run, "_HFBackend", _Counting)
+    monkeypatch.setattr(run, "HFBackend", _Counting)
 
     def args(out):
         return EvalArgs(
@@ -328,6 +328,20 @@ def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts,
     with pytest.raises(RuntimeError, match="other settings"):
         evaluate(other, progress=False)
 
+    # A kill in the middle of writing the last record: that question is dropped and answered again, nothing else.
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for name in ("predictions.jsonl", "eval_state.json"):
+        (torn / name).write_bytes((tmp_path / "whole" / name).read_bytes())
+    lines = (torn / "predictions.jsonl").read_text().splitlines()
+    answered = next(i for i, line in enumerate(lines) if "unreadable" not in json.loads(line))
+    lines.append(lines.pop(answered))  # the record being written when killed: one the model answered
+    (torn / "predictions.jsonl").write_text("".join(x + "\n" for x in lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    _Counting.answered = []
+    assert evaluate(args(torn), progress=False)["accuracy"] == whole["accuracy"]
+    assert len(_Counting.answered) == 1  # that question alone
+    assert sorted((torn / "predictions.jsonl").read_text().splitlines()) == sorted(expected)
+
 
 def test_a_retrained_model_is_not_resumed(layouts, tmp_path, monkeypatch):
     """Predictions of a model folder's earlier weights are refused, not resumed (a model retrained in place)."""
@@ -335,7 +349,7 @@ def test_a_retrained_model_is_not_resumed(layouts, tmp_path, monkeypatch):
 
     import kfgrpo.eval.run as run
 
-    monkeypatch.setattr(run, "_HFBackend", _Counting)
+    monkeypatch.setattr(run, "HFBackend", _Counting)
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"v1")
@@ -363,7 +377,7 @@ def test_eval_skips_malformed_lines_and_videos_outside_the_root(tmp_path, synth_
         def generate(self, conversations):
             return ["<answer>A</answer>"] * len(conversations)
 
-    monkeypatch.setattr(run, "_HFBackend", Echo)
+    monkeypatch.setattr(run, "HFBackend", Echo)
     rows = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()[:2]]
     data = tmp_path / "bench"
     (data / "videos").mkdir(parents=True)
@@ -396,7 +410,7 @@ def test_eval_resume_never_copies_one_questions_score_to_another(tmp_path, synth
             return ["<answer>A</answer>" if "first" in c[-1]["content"][-1]["text"] else "<answer>B</answer>"
                     for c in conversations]  # fmt: skip
 
-    monkeypatch.setattr(run, "_HFBackend", Answers)
+    monkeypatch.setattr(run, "HFBackend", Answers)
     rows = [json.loads(x) for x in (synth_train / "manifest.jsonl").read_text().splitlines()]
     order = [r for r in rows if r["problem_type"] == "multiple_choice"][:1][0]
     data = tmp_path / "bench"

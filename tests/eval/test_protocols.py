@@ -35,7 +35,7 @@ class Recorded:
 @pytest.fixture
 def recorded(monkeypatch):
     Recorded.outputs, Recorded.asked = [r["output"] for r in RECORDED], []
-    monkeypatch.setattr(run, "_HFBackend", Recorded)
+    monkeypatch.setattr(run, "HFBackend", Recorded)
     return Recorded
 
 

@@ -23,7 +23,7 @@ def _conv(text):
         ("<answer>3</answer>", "3", "numerical", 1.0),
         ("<answer>3.001</answer>", "3", "numerical", 1.0),
         ("<answer>3.1</answer>", "3", "numerical", 0.0),
-        ("<answer>there were four</answer>", "4", "numerical", 0.0),
+        ("<answer>there were four</answer>", "4", "numerical", 1.0),  # written out: read as 4
         ("<answer>[1.0, 2.0]</answer>", "[1.0, 2.0]", "temporal_grounding", 1.0),
         ("<answer>[1.5, 2.0]</answer>", "[1.0, 2.0]", "temporal_grounding", 0.5),
         ("<answer>[2.0, 1.0]</answer>", "[1.0, 2.0]", "temporal_grounding", 0.0),  # reversed: 0, as VideoChat-R1

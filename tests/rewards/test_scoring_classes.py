@@ -57,3 +57,50 @@ def test_negative_span_start_keeps_its_sign():
 def test_clock_time_spans(text, span):
     assert parse_span(text) == span
     assert interval_iou(text, f"[{span[0]}, {span[1]}]") == pytest.approx(1.0)
+
+
+# Numbers in the forms a careful grader accepts (each misread before: written out, fractions, Unicode forms, spaced
+# groups, scale words), and what must stay wrong: another number, a hedge between two numbers in any of these forms.
+@pytest.mark.parametrize(
+    "answer,solution",
+    [
+        ("three", "3"),
+        ("There were four people.", "4"),
+        ("twenty-one", "21"),
+        ("one hundred and five", "105"),
+        ("a dozen", "12"),
+        ("none", "0"),
+        ("1/2", "0.5"),
+        ("half", "0.5"),
+        ("two and a half", "2.5"),
+        ("2 and a half", "2.5"),
+        ("1 1/2", "1.5"),
+        ("½", "0.5"),
+        ("three quarters", "0.75"),
+        ("2/3", "0.67"),
+        ("３", "3"),
+        ("−5", "-5"),
+        ("12 500", "12500"),
+        ("1.5 million", "1500000"),
+        ("0.5", "1/2"),
+    ],
+)
+def test_numbers_a_grader_accepts(answer, solution):
+    assert score_answer(f"<answer>{answer}</answer>", solution, "numerical") == 1.0
+
+
+@pytest.mark.parametrize(
+    "answer,solution",
+    [
+        ("four", "3"),
+        ("three or four", "3"),
+        ("between three and five", "3"),
+        ("three and four", "3"),
+        ("1/2", "1"),
+        ("12 500", "12"),
+        ("one of the 3 cars", "1"),  # an answer with digits is read from its digits
+        ("a man runs", "1"),
+    ],
+)
+def test_numbers_that_stay_wrong(answer, solution):
+    assert score_answer(f"<answer>{answer}</answer>", solution, "numerical") == 0.0

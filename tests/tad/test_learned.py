@@ -102,7 +102,7 @@ def _toy_task(tmp_path, num_videos=6, n=20, k=2):
     rng = np.random.default_rng(0)
     cfg = TADConfig()
     cands, lines = {}, []
-    from kfgrpo.tad_learn import Candidates
+    from kfgrpo.tad.learned.training import Candidates
 
     for i in range(num_videos):
         cuts = sorted(rng.choice(np.arange(2, n - 2), 2, replace=False).tolist())
@@ -121,7 +121,7 @@ def _toy_task(tmp_path, num_videos=6, n=20, k=2):
 
 
 def _args(tmp_path, manifest, out, **kw):
-    from kfgrpo.tad_learn import TADLearnArgs
+    from kfgrpo.tad.learned.training import TADLearnArgs
 
     base = dict(
         manifest=str(manifest),
@@ -138,7 +138,7 @@ def _args(tmp_path, manifest, out, **kw):
 
 
 def test_learns_the_one_frame_that_answers_where_the_defaults_miss_it(tmp_path):
-    from kfgrpo.tad_learn import learn
+    from kfgrpo.tad.learned.training import learn
 
     manifest, cands, cfg = _toy_task(tmp_path)
     for cand, clue in cands.values():
@@ -157,7 +157,7 @@ def test_learns_the_one_frame_that_answers_where_the_defaults_miss_it(tmp_path):
 
 
 def test_resume_gives_the_parameters_of_an_uninterrupted_run(tmp_path):
-    from kfgrpo.tad_learn import learn
+    from kfgrpo.tad.learned.training import learn
 
     manifest, cands, cfg = _toy_task(tmp_path)
     provider = lambda v, k: cands[v][0]  # noqa: E731
@@ -176,7 +176,7 @@ def test_resume_gives_the_parameters_of_an_uninterrupted_run(tmp_path):
 def test_tad_yaml_round_trip_through_kfgrpo_tad(tmp_path, segment_video):
     from kfgrpo.cache import CacheArgs
     from kfgrpo.cli import _parse
-    from kfgrpo.tad_learn import write_tad_yaml
+    from kfgrpo.tad.learned.training import write_tad_yaml
 
     colours = [(20, 20, 20), (200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
     segments_video = segment_video(tmp_path / "seg.mp4", colours)
@@ -217,7 +217,7 @@ class _AlwaysA:
 
 
 def test_bad_videos_and_rows_are_reported_and_skipped(tmp_path, segment_video, capsys):
-    from kfgrpo.tad_learn import learn
+    from kfgrpo.tad.learned.training import learn
 
     colours = [(20, 20, 20), (200, 30, 30), (30, 200, 30), (30, 30, 200)]
     segment_video(tmp_path / "good.mp4", colours)

@@ -60,8 +60,16 @@ class CacheArgs:
     claim_timeout: float = field(
         default=600.0,
         metadata={
-            "help": "Seconds after which another host's unrefreshed shard claim counts as abandoned (claims are "
-            "refreshed every 30 s; on the same host a dead process's claim is taken over at once)."
+            "help": "Seconds after which another host's unrefreshed shard claim, or a claim file that cannot be read, "
+            "counts as abandoned (claims are refreshed every 30 s; on the same host a dead process's claim is taken "
+            "over at once)."
+        },
+    )
+    claim_read_grace: float = field(
+        default=2.0,
+        metadata={
+            "help": "Seconds a worker waits, once, before judging a claim file it cannot read (kfgrpo writes claims "
+            "whole; another writer may still be writing one); then the file is judged by its age (`claim_timeout`)."
         },
     )
     frame_table: bool = field(

@@ -1,5 +1,6 @@
-"""``build_tad_cache``: the stage itself. Shards are claimed one at a time on the shared output (``kfgrpo.claims``),
-so any number of processes, nodes or SLURM array tasks share the work; the last to finish publishes.
+"""``build_tad_cache``: the stage itself. Shards are claimed one at a time on the shared output (``cache/claims.py``),
+so any number of processes, nodes or SLURM array tasks share the work; the last to finish publishes. Every file that
+another worker or a rerun reads is written whole (``kfgrpo.files``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..claims import Heartbeat, release, try_claim
+from ..files import crash_point, write_json
 from ..manifest import RowError, confined_video, parse_line, unique_ids, warn_renamed
 from ..tad.config import TADConfig
 from ..video import VideoError
 from .args import STATE_DIR, CacheArgs, _fingerprint, provenance
+from .claims import Heartbeat, release, try_claim
 from .publish import _publish
 from .shard import _line_id, _process_shard
 
@@ -32,7 +34,7 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     if run_file.exists() and json.loads(run_file.read_text())["fingerprint"] != fingerprint:
         raise RuntimeError(f"{out} holds a run with another manifest or config; choose a new --output or delete it")
     state.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(dict(fingerprint=fingerprint, manifest=str(manifest.resolve()))))
+    write_json(run_file, dict(fingerprint=fingerprint, manifest=str(manifest.resolve())))
 
     lines = [
         (i, line) for i, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1) if line.strip()
@@ -86,7 +88,7 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
         shards_reused=reused,
         published=True,
     )
-    (out / "summary.json").write_text(json.dumps(summary))
+    write_json(out / "summary.json", summary)
     if args.plot_dir:
         plot_samples(args, cfg)
     if args.push_to_hub:
@@ -108,14 +110,21 @@ def _run_shards(tasks: dict[int, dict], args: CacheArgs, state: Path, total: int
         while queue:
             i = queue.pop(0)
             path = state / f"shard-{i:05d}.claim"
-            if not (Path(tasks[i]["shard_dir"]) / "done").exists() and try_claim(path, args.claim_timeout):
-                heartbeat.paths.add(path)
-                return i
+            done = Path(tasks[i]["shard_dir"]) / "done"
+            if done.exists() or not try_claim(path, args.claim_timeout, args.claim_read_grace):
+                continue
+            if done.exists():  # committed (and released) by another worker between the check and the claim
+                release(path)
+                continue
+            heartbeat.paths.add(path)
+            crash_point("shard.claimed")
+            return i
         return None
 
     def finish(i):
         path = state / f"shard-{i:05d}.claim"
         heartbeat.paths.discard(path)
+        crash_point("shard.finished")  # committed, its claim still held
         release(path)
         bar.update(len(tasks[i]["lines"]))
 

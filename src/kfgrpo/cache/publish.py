@@ -1,6 +1,8 @@
 """Publishing a finished run: when every shard is done, the process that takes the merge claim moves the shards' Arrow
 files into the output (no frame copied), recasting the few shards whose null-typed columns differ, with errors.jsonl
 and the provenance.
+Each step is a rename or a file written whole, and the moves are planned before the first one, so a merge killed at
+any point is finished by a rerun (tested: ``tests/cache/test_crash_points.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import shutil
 import time
 from pathlib import Path
 
-from ..claims import is_stale, release, try_claim
+from ..files import crash_point, write_atomic, write_json
 from ..tad.config import TADConfig
 from .args import STATE_DIR, CacheArgs, provenance
+from .claims import is_stale, release, try_claim
 from .rows import quiet_datasets
+from .shard import remove_leftovers
 
 
 def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> bool:
@@ -24,9 +28,9 @@ def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path],
     if not all((d / "done").exists() for d in shard_dirs):
         return False
     lock = state / "merge.claim"
-    if not try_claim(lock, args.claim_timeout):
+    if not try_claim(lock, args.claim_timeout, args.claim_read_grace):
         while not (state / "complete").exists():  # another process is publishing: wait for it
-            if not lock.exists() or is_stale(lock, args.claim_timeout):  # it failed or died: publish here
+            if not lock.exists() or is_stale(lock, args.claim_timeout, args.claim_read_grace):  # it died: publish here
                 return _publish(args, cfg, out, shard_dirs, total)
             time.sleep(1)
         return True
@@ -43,6 +47,7 @@ def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[P
     Arrow files (no copy of any frame), with errors.jsonl and provenance. The moves are planned first, so an
     interrupted merge resumes."""
     state = out / STATE_DIR
+    remove_leftovers(state, args.claim_timeout)
     errors = []
     for d in shard_dirs:
         errors += [json.loads(x) for x in (d / "errors.jsonl").read_text().splitlines()]
@@ -59,7 +64,8 @@ def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[P
             table = _table_plan([d / name for d in shard_dirs], dest)
             if table is not None:
                 plan["tables"][name] = table
-        plan_file.write_text(json.dumps(plan))
+        write_json(plan_file, plan)
+        crash_point("merge.planned")
     if "data" not in plan["tables"]:
         _merge_by_copy(out, [d / "data" for d in shard_dirs])
     for table in plan["tables"].values():
@@ -68,15 +74,16 @@ def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[P
         for src, dst in table["files"]:
             if os.path.exists(src):
                 os.replace(src, dest / dst)  # same filesystem: a rename, not a copy
-        (dest / "dataset_info.json").write_text(json.dumps(table["info"], indent=2))
-        (dest / "state.json").write_text(
-            json.dumps(dict(table["state"], _data_files=[{"filename": d} for _, d in table["files"]]), indent=2)
-        )
+                crash_point("merge.moved")
+        write_json(dest / "dataset_info.json", table["info"], indent=2)
+        state_json = dict(table["state"], _data_files=[{"filename": d} for _, d in table["files"]])
+        write_json(dest / "state.json", state_json, indent=2)
     info = json.loads((out / "dataset_info.json").read_text())
     info["description"] = json.dumps(provenance(args, cfg))
-    (out / "dataset_info.json").write_text(json.dumps(info, indent=2))
-    (out / "tad_config.json").write_text(json.dumps(provenance(args, cfg), indent=2))
-    (state / "complete").write_text(json.dumps(dict(kept=plan["rows"], failed=len(errors))))
+    write_json(out / "dataset_info.json", info, indent=2)
+    write_json(out / "tad_config.json", provenance(args, cfg), indent=2)
+    crash_point("merge.published")
+    write_json(state / "complete", dict(kept=plan["rows"], failed=len(errors)))
     plan_file.unlink()
 
 
@@ -159,6 +166,4 @@ def _recast_shard(data: Path, features: dict) -> None:
 
 def _write_errors(out: Path, errors: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "errors.jsonl", "w") as fh:
-        for e in sorted(errors, key=lambda e: e["line"]):
-            fh.write(json.dumps(e) + "\n")
+    write_atomic(out / "errors.jsonl", "".join(json.dumps(e) + "\n" for e in sorted(errors, key=lambda e: e["line"])))

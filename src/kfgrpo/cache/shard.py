@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
+from ..files import crash_point
 from ..manifest import RowError, confined_video, parse_line
 from ..tad.config import TADConfig
 from ..video import VideoError
+from .claims import process_alive
 from .rows import _features, _frame_features, frames_key, quiet_datasets, selection_images, selection_numbers
 
 
@@ -58,8 +62,8 @@ def _process_shard(task: dict) -> dict:
             rows.append({**row, **numbers, **({"frames_key": key} if task["frame_table"] else images)})
         except (RowError, VideoError) as exc:
             errors.append(dict(id=row_id, line=lineno, reason=str(exc)))
-    tmp = shard_dir.with_name(shard_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_dir(shard_dir)  # this worker's own: a worker that took the shard over never shares it
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a dead process whose pid this one reuses
     tmp.mkdir(parents=True)
     if rows:
         with quiet_datasets():
@@ -73,9 +77,34 @@ def _process_shard(task: dict) -> dict:
         for e in errors:
             fh.write(json.dumps(e) + "\n")
     (tmp / "done").write_text(json.dumps(dict(kept=len(rows), failed=len(errors), videos=len(frame_rows))))
+    crash_point("shard.staged")
     shutil.rmtree(shard_dir, ignore_errors=True)
     os.replace(tmp, shard_dir)  # the shard exists only once it is complete
     return dict(shard=shard_dir.name, kept=len(rows), failed=len(errors), lines=len(task["lines"]))
+
+
+def staging_dir(shard_dir: Path) -> Path:
+    """Where this process stages ``shard_dir`` before renaming it into place: named by host and pid, so that
+    ``remove_abandoned_staging`` can tell a dead worker's leftovers from a live worker's work."""
+    return shard_dir.with_name(f"{shard_dir.name}.staging-{socket.gethostname()}-{os.getpid()}")
+
+
+def remove_leftovers(state: Path, stale_after: float) -> None:
+    """Once every shard is committed: deletes the claims left on committed shards by workers killed before releasing
+    them, and the staging folders of workers that died before committing (same host: the pid is gone; another
+    host: untouched for ``stale_after`` seconds)."""
+    for claim in state.glob("shard-*.claim"):
+        if (state / claim.stem / "done").exists():
+            claim.unlink(missing_ok=True)
+    host = socket.gethostname()
+    for d in state.glob("shard-*.staging-*"):
+        owner_host, _, pid = d.name.split(".staging-", 1)[1].rpartition("-")
+        try:
+            dead = not process_alive(int(pid)) if owner_host == host else time.time() - d.stat().st_mtime > stale_after
+        except (ValueError, FileNotFoundError):
+            continue
+        if dead:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _line_id(line: str):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data_utils import PromptArguments, format_prompt
+from ..files import append_lines, read_jsonl, write_atomic, write_json
 from ..model_utils import KFModelConfig
 from ..probes import perturb, probe_prompt, probe_rng
 from ..rewards.accuracy import score_answer
@@ -102,7 +103,10 @@ class EvalModelConfig(KFModelConfig):
     )
 
 
-class _HFBackend:
+class HFBackend:
+    """Greedy answers from a transformers model, ``batch_size`` conversations per ``generate`` call (also the frozen
+    model of ``kfgrpo tad-learn``)."""
+
     def __init__(self, args: EvalArgs, model_args: EvalModelConfig):
         import torch
 
@@ -173,7 +177,7 @@ def conversation_images(conversation) -> list:
     ]
 
 
-def _conversation(row, frames, timestamps, prompt_args, protocol=None):
+def build_conversation(row, frames, timestamps, prompt_args, protocol=None):
     """The messages of one question with ``frames`` (the probes' path: ``kfgrpo.probes.probe_prompt``): kfgrpo's
     prompt, or the protocol's own user text after the frames, with no system message."""
     text = protocol.user_text(row) if protocol is not None else None
@@ -259,20 +263,19 @@ def evaluate(
     path = out / "predictions.jsonl"
     done = _resume(path, out / "eval_state.json", _fingerprint(args, prompt_args, cfg, model_args))
     todo = [r for r in rows if r["id"] not in done]
-    backend = ((_HFBackend if args.backend == "hf" else _VLLMBackend)(args, model_args)) if todo else None
+    backend = ((HFBackend if args.backend == "hf" else _VLLMBackend)(args, model_args)) if todo else None
     step, last_video = max(1, args.batch_size), {}
-    with open(path, "a") as fh, tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
+    with tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
         for i in range(0, len(todo), step):
             prepared, unreadable = _select_frames(todo[i : i + step], args, cfg, last_video)
-            conversations = [_conversation(r, s.frames, s.timestamps, prompt_args, protocol) for r, s in prepared]
+            conversations = [build_conversation(r, s.frames, s.timestamps, prompt_args, protocol) for r, s in prepared]
             predictions = backend.generate(conversations) if conversations else []
             probe_predictions = None
             if args.probe == "shuffle" and prepared:
                 probe_predictions = backend.generate(_shuffled(prepared, args, prompt_args, protocol))
-            for rec in _score(prepared, predictions, probe_predictions, protocol) + unreadable:
-                fh.write(json.dumps(rec) + "\n")
-                done[rec["id"]] = rec
-            fh.flush()
+            records = _score(prepared, predictions, probe_predictions, protocol) + unreadable
+            append_lines(path, [json.dumps(rec) for rec in records])  # whole lines: a kill tears the last at most
+            done.update((rec["id"], rec) for rec in records)
             bar.update(len(todo[i : i + step]))
     records = [done[r["id"]] for r in rows if r["id"] in done]
     scored = [r for r in records if "unreadable" not in r]
@@ -283,7 +286,7 @@ def evaluate(
     )
     results["num_invalid"], results["invalid"] = len(invalid), invalid
     results["model_loading"] = {k: v for k, v in asdict(model_args).items() if not k.startswith(("lora", "use_"))}
-    (out / args.results_file).write_text(json.dumps(results, indent=2))
+    write_json(out / args.results_file, results, indent=2)
     return results
 
 
@@ -322,26 +325,17 @@ def _model_identity(model: str) -> list:
 
 
 def _resume(path: Path, state: Path, fingerprint: str) -> dict:
-    """The records already in ``predictions.jsonl`` (by id) when they were made with the same settings; a line cut
-    short by an interruption is dropped."""
+    """The records already in ``predictions.jsonl`` (by id) when they were made with the same settings; a last line
+    cut short by an interruption is dropped (and its question evaluated again)."""
     if state.exists() and json.loads(state.read_text())["fingerprint"] != fingerprint and path.exists():
         raise RuntimeError(
             f"{path} holds predictions made with other settings or another version of the model's weights; choose "
             "another --output or delete it to start over"
         )
-    state.write_text(json.dumps(dict(fingerprint=fingerprint)))
-    done = {}
-    if path.exists():
-        lines = path.read_text().splitlines()
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done[rec["id"]] = rec
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-        tmp.replace(path)
+    write_json(state, dict(fingerprint=fingerprint))
+    done = {rec["id"]: rec for rec in read_jsonl(path)}
+    if path.exists():  # one record per id, and no torn tail for the next append to continue
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in done.values()))
     return done
 
 
@@ -372,7 +366,7 @@ def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments, protocol=N
     out = []
     for row, sel in prepared:
         frames, _ = perturb("shuffle", sel.frames, probe_rng(args.seed, row["id"]))
-        out.append(_conversation(row, frames, sel.timestamps, prompt_args, protocol))
+        out.append(build_conversation(row, frames, sel.timestamps, prompt_args, protocol))
     return out
 
 

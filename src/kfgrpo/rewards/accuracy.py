@@ -34,6 +34,7 @@ import re
 import unicodedata
 
 from ..manifest import OPTION_LETTERS, PROBLEM_TYPES
+from .numbers import read_numerals
 from .utils import completion_text
 
 ANSWER_PATTERN = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -140,7 +141,9 @@ def multiple_choice_score(answer: str, solution: str, options=None) -> float:
 
 
 def _answer_numbers(answer: str) -> list[float]:
-    """The numbers of an answer; none when it hedges between two different numbers ("3 or 4", "between 3 and 5")."""
+    """The numbers of an answer, in the forms ``read_numerals`` reads (written out, fractions, ...); none when it hedges
+    between two different numbers ("3 or 4", "between three and five")."""
+    answer = read_numerals(answer)
     for m in _NUMBER_HEDGE.finditer(answer):
         a, b = _to_float(m.group(1)), _to_float(m.group(2))
         if a is not None and b is not None and a != b:
@@ -149,7 +152,7 @@ def _answer_numbers(answer: str) -> list[float]:
 
 
 def numerical_score(answer: str, solution: str, options=None) -> float:
-    pred, truth = _answer_numbers(answer), _numbers(solution)
+    pred, truth = _answer_numbers(answer), _numbers(read_numerals(solution))
     if not pred or not truth:
         return 0.0
     return float(round(pred[0], 2) == round(truth[0], 2))
@@ -157,7 +160,7 @@ def numerical_score(answer: str, solution: str, options=None) -> float:
 
 def regression_score(answer: str, solution: str, options=None) -> float:
     """1 − |pred − truth| / |truth| (Video-R1's epsilon 1e-9 on both sides), clipped to [0, 1]."""
-    pred, truth = _answer_numbers(answer), _numbers(solution)
+    pred, truth = _answer_numbers(answer), _numbers(read_numerals(solution))
     if not pred or not truth:
         return 0.0
     rel = (abs(pred[0] - truth[0]) + 1e-9) / (abs(truth[0]) + 1e-9)

@@ -1,5 +1,5 @@
 """``TADConfig``: every constant of Temporal Apex Distillation. Defaults follow the method spec (§2.6) except where
-real footage measured better (see each field and README "Benchmarks": smoothing, ρ, centring, fill)."""
+real footage measured better (see each field and docs/tad.md: smoothing, ρ, centring, fill)."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class TADConfig:
         metadata={
             "help": "A learned stage 3: the selector.json that `kfgrpo tad-learn` writes (its tad.yaml sets this). "
             "With method `tad`, the K keyframes are then the learned selector's greedy draw over the same candidates "
-            "and curve (kfgrpo.tad.learned), still deterministic; null = the hand-set distillation above. A relative "
+            "and curve (kfgrpo.tad.learned.selector), still deterministic; null = the hand-set distillation above. A relative "
             "path is read from the current directory."
         },
     )
@@ -197,6 +197,6 @@ class TADConfig:
         file and the SHA-256 of its weights)."""
         if not self.selector_weights:
             return {"kind": "distill"}
-        from .learned import weights_sha256
+        from .learned.selector import weights_sha256
 
         return {"kind": "learned", "weights": self.selector_weights, "sha256": weights_sha256(self.selector_weights)}

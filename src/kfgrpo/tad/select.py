@@ -236,7 +236,7 @@ def select_keyframes(
         raise ValueError("num_frames must be >= 1")
     path = str(video)
     held, curve, info, short_video = decode_and_score(path, num_frames, cfg, query)
-    pos, is_apex = _pick(curve, num_frames, method, seed, cfg)
+    pos, is_apex = pick_positions(curve, num_frames, method, seed, cfg)
     n_dis = cfg.num_distractors if cfg.num_distractors is not None else math.ceil(num_frames / 2)
     rest = np.setdiff1d(np.arange(len(held)), pos)
     dis = np.sort(rest[np.lexsort((rest, curve.saliency[rest]))][:n_dis])  # the lowest-saliency candidates
@@ -340,10 +340,12 @@ def _score_candidates(held, rgb, stamps, found, encoder, query, num_frames, cfg:
     )
 
 
-def _pick(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADConfig):
-    """Stage 3: the chosen candidate positions (chronological) and which of them are apexes."""
+def pick_positions(curve: CandidateCurve, num_frames: int, method: str, seed, cfg: TADConfig):
+    """Stage 3 on a scored candidate curve: the chosen candidate positions (chronological) and which of them are
+    apexes. ``method`` is tad (the hand-set distillation, or the learned selector that ``cfg.selector_weights``
+    names), uniform or gumbel (seeded by ``seed``). ``kfgrpo tad-learn`` calls it for its hand-set baseline."""
     if method == "tad" and cfg.selector_weights:
-        from .learned import candidate_features, load_selector
+        from .learned.selector import candidate_features, load_selector
 
         selector = load_selector(cfg.selector_weights)
         pos = selector.select(candidate_features(curve, cfg.variation_log_scale), num_frames)

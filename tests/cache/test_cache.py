@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from kfgrpo.cache import CacheArgs, build_tad_cache, load_tad_dataset
+from kfgrpo.files import CRASH_ENV
 from kfgrpo.hub import tad_dataset_card
 from kfgrpo.tad import TADConfig
 
@@ -114,41 +115,71 @@ def test_all_rows_failing_is_an_error(tmp_path):
         build_tad_cache(CacheArgs(str(manifest), str(tmp_path / "o")), SMALL, progress=False)
 
 
+def _tad_cmd(manifest, out, shard_size):
+    cmd = [sys.executable, "-m", "kfgrpo.cli", "tad", "--manifest", manifest, "--output", str(out)]
+    return cmd + ["--num_frames", "3", "--shard_size", str(shard_size), "--max_pixels", str(56 * 56)]
+
+
+def _killed_at(point, manifest, out, shard_size):
+    """Runs `kfgrpo tad` until it SIGKILLs itself at the named step (``kfgrpo.files.crash_point``), as a preempted
+    SLURM task would die there."""
+    env = {**os.environ, CRASH_ENV: point}
+    proc = subprocess.run(_tad_cmd(manifest, out, shard_size), env=env, stdout=subprocess.DEVNULL)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {point}"
+
+
+@pytest.fixture(scope="module")
+def clean_run(synth_train, tmp_path_factory):
+    """An uninterrupted one-process run at shard size 8 (3 shards), the reference of the crash tests."""
+    out = tmp_path_factory.mktemp("clean")
+    build_tad_cache(CacheArgs(str(synth_train / "manifest.jsonl"), str(out), num_frames=3, shard_size=8), SMALL, False)
+    return out
+
+
+# Every step of claiming, committing and publishing at which a kill leaves a different state on disk: before and
+# after a shard claim is linked, a shard staged but not renamed, a shard committed with its claim still held, and the
+# merge planned, part-moved, and published without its completion marker.
+CRASH_POINTS = [
+    "claim.written:2",
+    "claim.linked:2",
+    "shard.staged:2",
+    "shard.finished:2",
+    "merge.planned",
+    "merge.moved:2",
+    "merge.published",
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_kill_at_any_step_is_finished_by_a_rerun_into_the_same_dataset(point, tmp_path, synth_train, clean_run):
+    manifest = str(synth_train / "manifest.jsonl")
+    out = tmp_path / "killed"
+    _killed_at(point, manifest, out, 8)
+    state = out / ".kfgrpo-cache"
+    assert not (state / "complete").exists()
+    for claim in state.glob("*.claim"):
+        json.loads(claim.read_text())  # whatever is left is whole
+    summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=8), SMALL, progress=False)
+    assert summary["published"] and summary["kept"] == 24
+    if point.startswith(("shard.finished", "merge")):
+        assert summary["shards_reused"] >= 2  # committed shards are not redone
+    assert _same(_table(out), _table(clean_run))
+    assert not list(state.glob("*.claim")) and not list(state.glob("*.staging-*"))
+    assert not list(state.rglob("*.arrow"))  # every shard file was moved into the dataset
+
+
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, synth_train):
+    """A run killed after committing two shards reuses them; a finished run is not redone, and a different config is
+    refused instead of mixing shards."""
     manifest = str(synth_train / "manifest.jsonl")
     clean = tmp_path / "clean"
     build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=4), SMALL, progress=False)
-
     out = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "kfgrpo.cli",
-        "tad",
-        "--manifest",
-        manifest,
-        "--output",
-        str(out),
-        "--num_frames",
-        "3",
-        "--shard_size",
-        "4",
-        "--max_pixels",
-        str(56 * 56),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = out / ".kfgrpo-cache" / "shard-00001" / "done"
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert marker.exists(), "the stage never finished a shard"
-    assert not (out / ".kfgrpo-cache" / "complete").exists(), "killed too late to test resumption"
+    _killed_at("shard.finished:2", manifest, out, 4)
+    assert (out / ".kfgrpo-cache" / "shard-00001" / "done").exists()
     summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)
-    assert summary["shards_reused"] >= 2 and summary["kept"] == 24
+    assert summary["shards_reused"] == 2 and summary["kept"] == 24
     assert _same(_table(out), _table(clean))
-    # A finished run is not redone, and a different config is refused instead of mixing shards.
     assert (
         build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=4), SMALL, progress=False)[
             "shards_reused"
@@ -157,6 +188,23 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, synth_train)
     )
     with pytest.raises(RuntimeError, match="another manifest or config"):
         build_tad_cache(CacheArgs(manifest, str(out), num_frames=5, shard_size=4), SMALL, progress=False)
+
+
+def test_a_torn_claim_left_hours_ago_does_not_block_the_run(tmp_path, synth_train, clean_run):
+    """An output holding an empty claim file two hours old (a worker killed mid-write by an older writer): the run
+    takes it over after ``claim_timeout`` and publishes every row instead of waiting for it forever."""
+    manifest = str(synth_train / "manifest.jsonl")
+    out = tmp_path / "torn"
+    state = out / ".kfgrpo-cache"
+    state.mkdir(parents=True)
+    claim = state / "shard-00001.claim"
+    claim.write_text("")
+    two_hours_ago = time.time() - 7200
+    os.utime(claim, (two_hours_ago, two_hours_ago))
+    args = CacheArgs(manifest, str(out), num_frames=3, shard_size=8, claim_timeout=60, claim_read_grace=0)
+    summary = build_tad_cache(args, SMALL, progress=False)
+    assert summary["published"] and summary["kept"] == 24
+    assert _same(_table(out), _table(clean_run))
 
 
 def test_parallel_shards_give_the_same_dataset(tmp_path, synth_train, frame_cache):
@@ -221,11 +269,6 @@ def test_jpeg_and_png_storage(tmp_path, segment_video):
         CacheArgs(str(manifest), str(tmp_path / "x"), image_format="webp")
 
 
-def _tad_cmd(manifest, out, shard_size):
-    cmd = [sys.executable, "-m", "kfgrpo.cli", "tad", "--manifest", manifest, "--output", str(out)]
-    return cmd + ["--num_frames", "3", "--shard_size", str(shard_size), "--max_pixels", str(56 * 56)]
-
-
 def test_two_workers_on_one_output_equal_one_process(tmp_path, synth_train):
     """Two `kfgrpo tad` processes started together on the same output (two SLURM array tasks) share the shards,
     both exit 0, and the published dataset has exactly the rows and frames of a single-process run."""
@@ -247,34 +290,22 @@ def test_two_workers_on_one_output_equal_one_process(tmp_path, synth_train):
 def test_kill_9_of_one_worker_then_rerun_gives_the_same_dataset(tmp_path, synth_train):
     """A worker killed (SIGKILL) while it holds a shard claim leaves a stale claim; a second worker on the same output
     takes it over at once (same host, dead pid), does the rest, and publishes exactly the single-process dataset. Both
-    workers did work: the victim finished shards before it died, the survivor the claimed one and the rest."""
+    workers did work: the victim finished a shard before it died, the survivor the claimed one and the rest."""
     manifest = str(synth_train / "manifest.jsonl")
     clean = tmp_path / "clean"
     build_tad_cache(CacheArgs(manifest, str(clean), num_frames=3, shard_size=2), SMALL, progress=False)
     out = tmp_path / "shared"
     state = out / ".kfgrpo-cache"
-    victim = subprocess.Popen(_tad_cmd(manifest, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def mid_shard():  # at least one shard done and a claim held on one that is not
-        done = {p.parent.name for p in state.glob("shard-*/done")}
-        held = [c for c in state.glob("shard-*.claim") if c.stem not in done]
-        return done, held
-
-    done, held = set(), []
-    while victim.poll() is None and not (done and held):
-        time.sleep(0.005)
-        done, held = mid_shard()
-    assert victim.poll() is None, "the victim finished before it could be killed mid-shard"
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL
-    done, held = mid_shard()
-    assert done and held
+    _killed_at("shard.claimed:2", manifest, out, 2)  # one shard committed, the second claimed
+    done = {p.parent.name for p in state.glob("shard-*/done")}
+    held = [c for c in state.glob("shard-*.claim") if c.stem not in done]
+    assert done == {"shard-00000"} and [c.stem for c in held] == ["shard-00001"]
     claim = held[0]
-    assert json.loads(claim.read_text())["pid"] == victim.pid  # the dead worker's claim
-    assert not (state / claim.stem / "done").exists()
+    victim_pid = json.loads(claim.read_text())["pid"]  # the dead worker's claim, whole
+    assert victim_pid != os.getpid()
     summary = build_tad_cache(CacheArgs(manifest, str(out), num_frames=3, shard_size=2), SMALL, progress=False)
     assert summary["published"] and summary["kept"] == 24
-    assert summary["shards_reused"] == len(done) < 12  # the survivor redid none of the victim's shards ...
+    assert summary["shards_reused"] == len(done) == 1  # the survivor redid none of the victim's shards ...
     assert list(state.glob(f"{claim.name}.stale-*"))  # ... and took over the dead worker's claim
     assert (state / claim.stem / "done").exists()
     assert _same(_table(out), _table(clean))

@@ -177,8 +177,11 @@ class LearnedSelector(torch.nn.Module):
         }
 
     def save(self, path: str | Path) -> Path:
+        """Writes the parameters as JSON, whole (``kfgrpo tad`` workers may be reading the previous version)."""
+        from ...files import write_atomic
+
         path = Path(path)
-        path.write_text(json.dumps(self.state(), indent=1) + "\n")
+        write_atomic(path, json.dumps(self.state(), indent=1) + "\n")
         return path
 
     @classmethod

@@ -1,4 +1,5 @@
-"""``kfgrpo tad-learn``: train TAD's learned stage 3 (:mod:`kfgrpo.tad.learned`) from a frozen model's answers.
+"""``kfgrpo tad-learn``: train TAD's learned stage 3 (:mod:`kfgrpo.tad.learned.selector`) from a frozen model's
+answers.
 
 For each training question the selector draws M frame sets from its policy over the video's TAD candidates; the frozen
 model answers each set greedily and the answer is scored as ``kfgrpo eval`` scores it (0/1 for a choice, partial credit
@@ -35,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .tad import TADConfig
-from .tad.learned import LearnedSelector, candidate_features
-from .video import VideoError
+from ...files import append_lines, read_jsonl, write_atomic
+from ...video import VideoError
+from ..config import TADConfig
+from .selector import LearnedSelector, candidate_features
 
 
 @dataclass
@@ -105,14 +107,14 @@ class Candidates:
 
     @classmethod
     def from_curve(cls, curve, frames, k: int, cfg: TADConfig) -> Candidates:
-        from .tad.select import _pick
+        from ..select import pick_positions
 
-        distill = _pick(curve, k, "tad", None, replace(cfg, selector_weights=None))[0]
+        distill = pick_positions(curve, k, "tad", None, replace(cfg, selector_weights=None))[0]
         return cls(candidate_features(curve, cfg.variation_log_scale), curve.timestamps, frames, distill)
 
     @classmethod
     def decode(cls, video: str, k: int, cfg: TADConfig) -> Candidates:
-        from .tad.select import decode_and_score, rgb_frames
+        from ..select import decode_and_score, rgb_frames
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a short video is still a training example: every candidate is kept
@@ -120,15 +122,16 @@ class Candidates:
         return cls.from_curve(curve, rgb_frames(held, info, cfg), k, cfg)
 
 
-class _VideoCache:
+class VideoCache:
+    """Decoded candidates of the most recently used videos; an unusable video is reported once (``errors.jsonl``) and
+    skipped from then on, across resumed runs too."""
+
     def __init__(self, cfg: TADConfig, size: int, errors_path: Path):
         self.cfg, self.size, self.errors_path = cfg, size, errors_path
         self.items: OrderedDict = OrderedDict()
         self.bad: dict[str, str] = {}
-        if errors_path.exists():
-            for line in errors_path.read_text().splitlines():
-                rec = json.loads(line)
-                self.bad[rec["video"]] = rec["reason"]
+        for rec in read_jsonl(errors_path, repair=True):
+            self.bad[rec["video"]] = rec["reason"]
 
     def get(self, video: str, k: int) -> Candidates | None:
         if video in self.bad:
@@ -141,8 +144,7 @@ class _VideoCache:
             item = Candidates.decode(video, k, self.cfg)
         except (VideoError, FileNotFoundError) as exc:
             self.bad[video] = str(exc)
-            with open(self.errors_path, "a") as fh:
-                fh.write(json.dumps({"video": video, "reason": str(exc)}) + "\n")
+            append_lines(self.errors_path, [json.dumps({"video": video, "reason": str(exc)})])
             print(f"kfgrpo tad-learn: skipped {video}: {exc}")
             return None
         self.items[key] = item
@@ -151,9 +153,9 @@ class _VideoCache:
         return item
 
 
-def _answer_all(backend, requests: list[tuple], prompt_args, protocol) -> dict:
+def answer_all(backend, requests: list[tuple], prompt_args, protocol) -> dict:
     """Scores of unique (row, frame positions) requests: ``{(row id, positions): score}``."""
-    from .eval.run import _conversation
+    from ...eval.run import build_conversation
 
     unique = {}
     for row, cand, positions in requests:
@@ -164,7 +166,7 @@ def _answer_all(backend, requests: list[tuple], prompt_args, protocol) -> dict:
         row, cand, positions = unique[key]
         frames = [cand.frames[p] for p in positions]
         conversations.append(
-            _conversation(row, frames, [cand.timestamps[p] for p in positions], prompt_args, protocol)
+            build_conversation(row, frames, [cand.timestamps[p] for p in positions], prompt_args, protocol)
         )
     predictions = backend.generate(conversations) if conversations else []
     return {key: protocol.verdict(pred, unique[key][0]).score for key, pred in zip(keys, predictions)}
@@ -203,7 +205,7 @@ def write_tad_yaml(args: TADLearnArgs, cfg: TADConfig) -> Path:
         f"#   kfgrpo tad --config {path} --manifest ... --output ... --num-frames K\n"
         "# selector_weights is read from the current directory when relative.\n"
     )
-    path.write_text(header + yaml.safe_dump(changed, sort_keys=True))
+    write_atomic(path, header + yaml.safe_dump(changed, sort_keys=True))
     return path
 
 
@@ -222,9 +224,8 @@ def learn(
     ``stop_after`` ends the run after that many steps of this call (an interruption)."""
     from tqdm.auto import tqdm
 
-    from .data_utils import PromptArguments
-    from .eval.benchmarks import read_benchmark
-    from .eval.protocols import get_protocol
+    from ...data_utils import PromptArguments
+    from ...eval.protocols import get_protocol
 
     cfg = cfg or TADConfig()
     if cfg.selector_weights:
@@ -232,98 +233,34 @@ def learn(
     prompt_args = prompt_args or PromptArguments()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    invalid: list[dict] = []
-    rows = read_benchmark("canonical", args.manifest, args.video_root, invalid, args.allow_outside_root)
-    if args.limit is not None:
-        rows = rows[: args.limit]
-    for bad in invalid:
-        print(f"kfgrpo tad-learn: skipped manifest line {bad.get('line')}: {bad.get('reason')}")
-    if not rows:
-        raise ValueError(f"{args.manifest}: no usable questions")
+    rows = _read_questions(args)
     protocol = get_protocol(args.protocol, "canonical")
     if backend is None:
-        from .eval.run import EvalModelConfig, _HFBackend
+        from ...eval.run import EvalModelConfig, HFBackend
 
         model_args = model_args or EvalModelConfig()
         model_args.model_name_or_path = args.model
-        backend = _HFBackend(args, model_args)
-
-    selector = LearnedSelector(
-        {"saliency": args.init_saliency_weight}, args.init_repulsion, args.init_width, args.temperature, cfg.min_gap
-    )
-    optimizer = torch.optim.Adam(selector.parameters(), lr=args.learning_rate)
-    rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    step = 0
-    ckpt = _checkpoint_path(args)
+        backend = HFBackend(args, model_args)
+    run = _Run(args, cfg)
     log_path = out / "log.jsonl"
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        selector.load_state_dict(state["selector"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["numpy_rng"]
-        generator.set_state(state["torch_rng"])
-        step = state["step"]
-        if log_path.exists():  # steps logged after the checkpoint are redone: drop them
-            kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
-        print(f"kfgrpo tad-learn: resuming from {ckpt} at step {step}")
-    elif log_path.exists():
-        log_path.unlink()
-    videos = _VideoCache(cfg, args.video_cache, out / "errors.jsonl")
+    step = run.resume(log_path)
+    videos = VideoCache(cfg, args.video_cache, out / "errors.jsonl")
     get_candidates = candidates or videos.get
-    ks = list(args.num_frames)
     done_now = 0
     with tqdm(total=args.max_steps, initial=step, disable=not progress, desc="tad-learn") as bar:
         while step < args.max_steps and (stop_after is None or done_now < stop_after):
-            k = ks[step % len(ks)]
-            picked = rng.choice(len(rows), size=min(args.questions_per_step, len(rows)), replace=False)
-            groups, requests = [], []
-            for i in picked:
-                row = rows[int(i)]
-                cand = get_candidates(row["video"], k)
-                if cand is None:
-                    continue
-                draws = [selector.draw(cand.phi, k, generator) for _ in range(args.samples_per_question)]
-                groups.append((row, cand, draws))
-                requests += [(row, cand, sorted(d)) for d in draws]
-                if args.log_baselines:
-                    requests.append((row, cand, list(selector.select(cand.phi, k))))
-                    requests.append((row, cand, cand.distill))
-            scores = _answer_all(backend, requests, prompt_args, protocol)
-            loss = torch.zeros(())
-            rewards, greedy, distill, spread = [], [], [], 0
-            for row, cand, draws in groups:
-                r = torch.tensor([scores[(row["id"], tuple(sorted(d)))] for d in draws])
-                adv = r - r.mean()
-                spread += int(adv.abs().max() > 0)
-                for a, d in zip(adv, draws):
-                    if a != 0:
-                        loss = loss - a * selector.log_prob(cand.phi, d)
-                rewards += r.tolist()
-                if args.log_baselines:
-                    greedy.append(scores[(row["id"], tuple(selector.select(cand.phi, k)))])
-                    distill.append(scores[(row["id"], tuple(cand.distill))])
-            if loss.requires_grad:  # no group with a spread of scores: nothing to learn from this step
-                optimizer.zero_grad()
-                (loss / (len(groups) * args.samples_per_question)).backward()
-                optimizer.step()
+            k = args.num_frames[step % len(args.num_frames)]
+            picked = run.rng.choice(len(rows), size=min(args.questions_per_step, len(rows)), replace=False)
+            questions = [rows[int(i)] for i in picked]
+            rec = run.step(questions, k, get_candidates, lambda req: answer_all(backend, req, prompt_args, protocol))
             step += 1
             done_now += 1
-            rec = {"step": step, "num_frames": k, "questions": len(groups), "reward": float(np.mean(rewards or [0]))}
-            rec["groups_with_spread"] = spread
-            if args.log_baselines and groups:
-                rec["greedy_reward"], rec["distill_reward"] = float(np.mean(greedy)), float(np.mean(distill))
-            state = selector.state()
-            rec.update({f"w/{f}": w for f, w in state["weights"].items()})
-            rec.update(repulsion=state["repulsion"], width=state["width"])
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            append_lines(log_path, [json.dumps(dict(step=step, **rec))])
             bar.set_postfix(reward=f"{rec['reward']:.3f}")
             bar.update(1)
             if step % args.save_steps == 0 or step == args.max_steps:
-                _save(args, selector, optimizer, step, rng, generator)
-    history = [json.loads(ln) for ln in log_path.read_text().splitlines()] if log_path.exists() else []
+                run.save(step)
+    history = read_jsonl(log_path)
     summary = {"steps": step, "finished": step >= args.max_steps, "skipped_videos": len(videos.bad)}
     if step >= args.max_steps:
         summary["selector"] = str(out / "selector.json")
@@ -333,6 +270,99 @@ def learn(
     return summary
 
 
+def _read_questions(args: TADLearnArgs) -> list[dict]:
+    """The manifest's usable questions (``--limit`` applied); malformed lines are reported and skipped."""
+    from ...eval.benchmarks import read_benchmark
+
+    invalid: list[dict] = []
+    rows = read_benchmark("canonical", args.manifest, args.video_root, invalid, args.allow_outside_root)
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    for bad in invalid:
+        print(f"kfgrpo tad-learn: skipped manifest line {bad.get('line')}: {bad.get('reason')}")
+    if not rows:
+        raise ValueError(f"{args.manifest}: no usable questions")
+    return rows
+
+
+class _Run:
+    """The state of one training run: the selector, its optimizer and the random streams, saved and resumed whole."""
+
+    def __init__(self, args: TADLearnArgs, cfg: TADConfig):
+        self.args = args
+        self.selector = LearnedSelector(
+            {"saliency": args.init_saliency_weight},
+            args.init_repulsion,
+            args.init_width,
+            args.temperature,
+            cfg.min_gap,
+        )
+        self.optimizer = torch.optim.Adam(self.selector.parameters(), lr=args.learning_rate)
+        self.rng = np.random.default_rng(args.seed)
+        self.generator = torch.Generator().manual_seed(args.seed)
+
+    def resume(self, log_path: Path) -> int:
+        """Loads ``checkpoint.pt`` when there is one and drops the log lines written after it; the step to go on from."""
+        ckpt = _checkpoint_path(self.args)
+        if not ckpt.exists():
+            log_path.unlink(missing_ok=True)
+            return 0
+        state = torch.load(ckpt, weights_only=False)
+        self.selector.load_state_dict(state["selector"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.generator.set_state(state["torch_rng"])
+        step = state["step"]
+        kept = [rec for rec in read_jsonl(log_path) if rec["step"] <= step]  # later steps are redone
+        write_atomic(log_path, "".join(json.dumps(rec) + "\n" for rec in kept))
+        print(f"kfgrpo tad-learn: resuming from {ckpt} at step {step}")
+        return step
+
+    def save(self, step: int) -> None:
+        _save(self.args, self.selector, self.optimizer, step, self.rng, self.generator)
+
+    def step(self, questions: list[dict], k: int, get_candidates, answer) -> dict:
+        """One optimizer step on ``questions`` at budget ``k``; the step's log record (without its number)."""
+        args, selector = self.args, self.selector
+        groups, requests = [], []
+        for row in questions:
+            cand = get_candidates(row["video"], k)
+            if cand is None:
+                continue
+            draws = [selector.draw(cand.phi, k, self.generator) for _ in range(args.samples_per_question)]
+            groups.append((row, cand, draws))
+            requests += [(row, cand, sorted(d)) for d in draws]
+            if args.log_baselines:
+                requests.append((row, cand, list(selector.select(cand.phi, k))))
+                requests.append((row, cand, cand.distill))
+        scores = answer(requests)
+        loss = torch.zeros(())
+        rewards, greedy, distill, spread = [], [], [], 0
+        for row, cand, draws in groups:
+            r = torch.tensor([scores[(row["id"], tuple(sorted(d)))] for d in draws])
+            adv = r - r.mean()
+            spread += int(adv.abs().max() > 0)
+            for a, d in zip(adv, draws):
+                if a != 0:
+                    loss = loss - a * selector.log_prob(cand.phi, d)
+            rewards += r.tolist()
+            if args.log_baselines:
+                greedy.append(scores[(row["id"], tuple(selector.select(cand.phi, k)))])
+                distill.append(scores[(row["id"], tuple(cand.distill))])
+        if loss.requires_grad:  # no group with a spread of scores: nothing to learn from this step
+            self.optimizer.zero_grad()
+            (loss / (len(groups) * args.samples_per_question)).backward()
+            self.optimizer.step()
+        rec = {"num_frames": k, "questions": len(groups), "reward": float(np.mean(rewards or [0]))}
+        rec["groups_with_spread"] = spread
+        if args.log_baselines and groups:
+            rec["greedy_reward"], rec["distill_reward"] = float(np.mean(greedy)), float(np.mean(distill))
+        state = selector.state()
+        rec.update({f"w/{f}": w for f, w in state["weights"].items()})
+        rec.update(repulsion=state["repulsion"], width=state["width"])
+        return rec
+
+
 def plot_tad_learn_curve(history: list[dict], output, smooth: int = 10) -> Path:
     """Reward per step (sampled sets, the greedy draw, TAD's hand-set selection) and the parameters."""
     import matplotlib
@@ -340,7 +370,7 @@ def plot_tad_learn_curve(history: list[dict], output, smooth: int = 10) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .learning_curve import _running_mean
+    from ...learning_curve import running_mean
 
     steps = [h["step"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -354,7 +384,7 @@ def plot_tad_learn_curve(history: list[dict], output, smooth: int = 10) -> Path:
             continue
         xs, ys = zip(*pts)
         ax1.plot(xs, ys, color=colour, alpha=0.2)
-        ax1.plot(xs, _running_mean(list(ys), smooth), color=colour, label=f"{label} (mean of {smooth})")
+        ax1.plot(xs, running_mean(list(ys), smooth), color=colour, label=f"{label} (mean of {smooth})")
     ax1.set(xlabel="step", ylabel="frozen model's score", title="Answers from the frames each selector picks")
     ax1.grid(alpha=0.3)
     ax1.legend(loc="best", fontsize=8)
@@ -378,14 +408,13 @@ def plot_tad_learn_curve(history: list[dict], output, smooth: int = 10) -> Path:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from .cli import _parse
-    from .data_utils import PromptArguments
-    from .errors import check_model_path
-    from .eval.run import EvalModelConfig
+    """``kfgrpo tad-learn``: parses its arguments (TrlParser, one-line mistakes) and runs ``learn``."""
+    from ...data_utils import PromptArguments
+    from ...errors import check_model_path, make_parser, parse_args
+    from ...eval.run import EvalModelConfig
 
-    args, cfg, prompt_args, model_args = _parse(
-        (TADLearnArgs, TADConfig, PromptArguments, EvalModelConfig), argv, "kfgrpo tad-learn"
-    )
+    parser = make_parser((TADLearnArgs, TADConfig, PromptArguments, EvalModelConfig), "kfgrpo tad-learn")
+    args, cfg, prompt_args, model_args = parse_args(parser, argv)
     check_model_path(args.model)
     summary = learn(args, cfg, prompt_args, model_args)
     if summary.get("tad_yaml"):
