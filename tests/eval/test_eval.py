@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kfgrpo.cli import main
+from kfgrpo.errors import UserError
 from kfgrpo.eval import EvalArgs, evaluate, read_benchmark
 from kfgrpo.eval.run import conversation_images
 
@@ -293,7 +294,7 @@ class _Counting:
         return out
 
 
-def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts, tmp_path, monkeypatch):
+def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts, tmp_path, monkeypatch, capsys):
     import kfgrpo.eval.run as run
 
     monkeypatch.setattr(run, "HFBackend", _Counting)
@@ -325,7 +326,7 @@ def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts,
 
     other = args(tmp_path / "cut")
     other.num_frames = 2
-    with pytest.raises(RuntimeError, match="other settings"):
+    with pytest.raises(UserError, match="other settings"):
         evaluate(other, progress=False)
 
     # A kill in the middle of writing the last record: that question is dropped and answered again, nothing else.
@@ -338,8 +339,10 @@ def test_eval_streams_and_resumes_after_an_interruption(tiny_model_dir, layouts,
     lines.append(lines.pop(answered))  # the record being written when killed: one the model answered
     (torn / "predictions.jsonl").write_text("".join(x + "\n" for x in lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     _Counting.answered = []
-    assert evaluate(args(torn), progress=False)["accuracy"] == whole["accuracy"]
-    assert len(_Counting.answered) == 1  # that question alone
+    capsys.readouterr()
+    assert evaluate(args(torn), progress=True)["accuracy"] == whole["accuracy"]
+    assert len(_Counting.answered) == 1  # that question alone, and the rerun says so
+    assert f"{len(expected) - 1} finished prediction(s) reused from" in capsys.readouterr().out
     assert sorted((torn / "predictions.jsonl").read_text().splitlines()) == sorted(expected)
 
 
@@ -361,7 +364,7 @@ def test_a_retrained_model_is_not_resumed(layouts, tmp_path, monkeypatch):
     assert len(_Counting.answered) == 2
     (model / "model.safetensors").write_bytes(b"v2 retrained")
     os.utime(model / "model.safetensors", ns=(1, 1))
-    with pytest.raises(RuntimeError, match="version of the model's weights"):
+    with pytest.raises(UserError, match="version of the model's weights"):
         evaluate(args, progress=False)
 
 

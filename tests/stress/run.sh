@@ -2,18 +2,19 @@
 # `make test-stress`: the kill / resume / many-worker tests, N rounds, two pytest suites at once in each round (two
 # users' jobs on one node, or a test run beside a training run: nothing they share may break either). Each suite has
 # its own --basetemp; a round passes when both suites pass. Stops at the first failing round and shows its log.
-#   bash tests/stress/run.sh N PYTHON "PYTEST SELECTION..."
+#   bash tests/stress/run.sh N PYTHON "TEST PATHS" ["-k EXPRESSION"]
 set -uo pipefail
 n=${1:-30}
 py=${2:-.venv/bin/python}
-selection=${3:-}
+paths=${3:-tests}
+keyword=${4:-}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/kfgrpo-stress.XXXXXX")
 passed=0
 for i in $(seq "$n"); do
     pids=()
     for suite in a b; do
-        # shellcheck disable=SC2086  # the selection is a list of pytest arguments
-        "$py" -m pytest -q -p no:cacheprovider -x --basetemp="$logs/round$i-$suite" $selection \
+        # shellcheck disable=SC2086  # the paths are a list
+        "$py" -m pytest -q -p no:cacheprovider -x --basetemp="$logs/round$i-$suite" $paths ${keyword:+-k "$keyword"} \
             > "$logs/round$i-$suite.log" 2>&1 &
         pids+=($!)
     done

@@ -33,7 +33,7 @@ def _process_shard(task: dict) -> dict:
     cache: dict[str, object] = {}
     stored: set[str] = set()  # frames_key already in this shard's frame table
     for lineno, line in task["lines"]:
-        row_id = None
+        row_id = task["renamed"].get(lineno, _line_id(line))  # known even when the row is rejected
         try:
             row = parse_line(line)
             row["id"] = task["renamed"].get(lineno, row["id"])  # a repeated id, made unique (X#2)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import UserError
 from ..rewards.accuracy import ocr_score, parse_answer, score_answer
 
 PROTOCOLS = ("reasoning", "lmms-eval", "lmms-eval-classic", "video-r1")
@@ -178,7 +179,7 @@ class LmmsEval(Protocol):
     def check(self, rows):
         bad = next((r for r in rows if r["problem_type"] != "multiple_choice"), None)
         if bad is not None:
-            raise ValueError(
+            raise UserError(
                 f"--protocol {self.name} scores multiple choice only (Video-MME, LVBench, MVBench); question "
                 f"{bad['id']} is {bad['problem_type']}: use --protocol reasoning or video-r1"
             )
@@ -265,7 +266,7 @@ class VideoR1(Protocol):
     def check(self, rows):
         bad = next((r for r in rows if r["problem_type"] not in _VIDEO_R1_TYPE), None)
         if bad is not None:
-            raise ValueError(
+            raise UserError(
                 f"--protocol video-r1 has no rule for {bad['problem_type']} (question {bad['id']}): "
                 "use --protocol reasoning"
             )
@@ -307,7 +308,7 @@ class VideoR1(Protocol):
 def get_protocol(name: str, benchmark: str) -> Protocol:
     classes = {"reasoning": Protocol, "lmms-eval": LmmsEval, "lmms-eval-classic": LmmsEvalClassic, "video-r1": VideoR1}
     if name not in classes:
-        raise ValueError(f"unknown protocol {name!r}; choose from {PROTOCOLS}")
+        raise UserError(f"unknown protocol {name!r}; choose from {PROTOCOLS}")
     return classes[name](benchmark)
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data_utils import PromptArguments, format_prompt
+from ..errors import UserError
 from ..files import append_lines, read_jsonl, write_atomic, write_json
 from ..model_utils import KFModelConfig
 from ..probes import perturb, probe_prompt, probe_rng
@@ -263,6 +264,10 @@ def evaluate(
     path = out / "predictions.jsonl"
     done = _resume(path, out / "eval_state.json", _fingerprint(args, prompt_args, cfg, model_args))
     todo = [r for r in rows if r["id"] not in done]
+    if progress and len(todo) < len(rows):
+        print(
+            f"kfgrpo eval: {len(rows) - len(todo)} finished prediction(s) reused from {path}, {len(todo)} to compute"
+        )
     backend = ((HFBackend if args.backend == "hf" else _VLLMBackend)(args, model_args)) if todo else None
     step, last_video = max(1, args.batch_size), {}
     with tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
@@ -328,7 +333,7 @@ def _resume(path: Path, state: Path, fingerprint: str) -> dict:
     """The records already in ``predictions.jsonl`` (by id) when they were made with the same settings; a last line
     cut short by an interruption is dropped (and its question evaluated again)."""
     if state.exists() and json.loads(state.read_text())["fingerprint"] != fingerprint and path.exists():
-        raise RuntimeError(
+        raise UserError(
             f"{path} holds predictions made with other settings or another version of the model's weights; choose "
             "another --output or delete it to start over"
         )
