@@ -171,7 +171,8 @@ def main(argv=None):
     model_args.model_name_or_path = largs.model
     backend = HFBackend(largs, model_args)
 
-    results = {"steps": args.steps, "training_seeds": args.seeds, "learned": {}}
+    results = {"steps": args.steps, "questions_per_step": largs.questions_per_step, "training_seeds": args.seeds}
+    results["learned"] = {}
     selectors = {}
     for seed in args.seeds:
         largs.output_dir, largs.seed = str(work / f"tad-learn-seed{seed}"), seed

@@ -104,3 +104,30 @@ def test_readme_is_a_front_door():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 250
     assert "make train" in text and "make test" in text
+
+
+def _docs_results():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_results", ROOT / "benchmarks" / "docs_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quoted_results_are_rendered_from_their_files():
+    """Every number the docs quote from benchmarks/results/*.json (values, rounding, splits, seed counts, and the
+    computed verdicts: "not shown", how many runs beat 2 SE) is the text benchmarks/docs_results.py renders."""
+    assert _docs_results().missing() == []
+
+
+def test_a_quoted_result_edited_by_hand_fails(tmp_path):
+    module = _docs_results()
+    for page in ("README.md", "docs/benchmarks.md", "docs/tad.md"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text((ROOT / page).read_text())
+    module.ROOT = tmp_path
+    assert module.missing() == []
+    page = tmp_path / "docs" / "tad.md"
+    page.write_text(page.read_text().replace("(+1.96 SE)", "(+2.0 SE)", 1))  # a rounding that turns 1.96 into 2
+    assert [m.split(":\n")[0] for m in module.missing()] == ["docs/tad.md: tad-learn pooled"]

@@ -1,0 +1,282 @@
+"""The results the docs quote from ``benchmarks/results/*.json``, rendered from those files: one truth per number.
+
+    python benchmarks/docs_results.py            # prints every fragment, to paste into the docs after a rerun
+    python benchmarks/docs_results.py --check    # exit 1 naming each fragment the docs do not contain
+
+``tests/test_docs.py`` runs the check in ``make test``: a benchmark rerun that changes a result, or a quoted number
+edited by hand, fails until the docs carry the rendered text again. Verdicts ("not shown", how many runs beat a
+baseline by 2 SE) are computed here from the same numbers, never typed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+GOAL_SE = 2.0  # the issues' bar for "shown": a paired difference of more than 2 standard errors
+
+SHORTCUT_LABELS = {
+    "grpo": "`grpo`",
+    "kf-grpo": "**`kf-grpo`** (default, `kf_reward: shape`)",
+    "t-grpo": "`t-grpo` (Video-R1)",
+    "kf-grpo-group": "`kf-grpo`, `kf_reward: group` (the spec's rule)",
+    "kf-grpo-gate": "`kf-grpo`, `kf_reward: gate`",
+}
+SHORTCUT_COLUMNS = ("accuracy", "frame_sensitivity", "accuracy_consistent", "accuracy_violating")
+
+
+def signed(x: float, digits: int = 3, minus: str = "-") -> str:
+    """``+0.045`` / ``-0.009`` (``minus`` "−" for the pages that print a typographic minus)."""
+    return f"{x:+.{digits}f}".replace("-", minus)
+
+
+def _z(mean: float, se: float) -> float:
+    return mean / se if se else math.nan
+
+
+def shortcut_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md "Does KF-GRPO help?" and the README's row, from ``shortcut.json``."""
+    warm, summary, paired = data["warm_start"], data["summary"], data["paired_difference_vs_grpo"]
+    rows = [
+        f"| SFT warm start, no RL | – | {warm['accuracy']:.3f} | {signed(warm['frame_sensitivity'])} | "
+        f"{warm['accuracy_consistent']:.3f} | {warm['accuracy_violating']:.3f} | {warm['shortcut_answer_rate']:.2f} | |"
+    ]
+    for arm, label in SHORTCUT_LABELS.items():
+        s = summary[arm]
+        runs = sorted((r for r in data["runs"] if r["arm"] == arm), key=lambda r: r["seed"])
+        cells = [f"{s['accuracy']['mean']:.3f} ± {s['accuracy']['se']:.3f}"]
+        cells.append(f"{signed(s['frame_sensitivity']['mean'])} ± {s['frame_sensitivity']['se']:.3f}")
+        cells += [f"{s[k]['mean']:.3f} ± {s[k]['se']:.3f}" for k in SHORTCUT_COLUMNS[2:]]
+        cells.append(f"{s['shortcut_answer_rate']['mean']:.2f} ± {s['shortcut_answer_rate']['se']:.2f}")
+        cells.append(", ".join(f"{r['accuracy']:.3f}" for r in runs))
+        rows.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    parts = []
+    for arm, d in paired.items():
+        acc, fs = d["accuracy"], d["frame_sensitivity"]
+        parts.append(
+            f"`{arm}` {signed(acc['mean'])} ± {acc['se']:.3f} accuracy ({signed(_z(acc['mean'], acc['se']), 1)} SE, "
+            f"{acc['seeds']} seeds), frame sensitivity {signed(fs['mean'])} ± {fs['se']:.3f}"
+        )
+    default = paired["kf-grpo"]
+    acc, fs = default["accuracy"], default["frame_sensitivity"]
+    z = _z(acc["mean"], acc["se"])
+    verdict = "Shown" if z > GOAL_SE else "Not shown"
+    kf_runs = [r["accuracy"] for r in data["runs"] if r["arm"] == "kf-grpo"]
+    grpo_low = sorted(r["accuracy"] for r in data["runs"] if r["arm"] == "grpo")[:2]
+    return {
+        "shortcut table": "\n".join(rows),
+        "shortcut paired": "Paired by seed, against `grpo`: " + "; ".join(parts) + ".",
+        "shortcut headline": (
+            f"**{verdict}.** The default per-completion reward ends {signed(acc['mean'])} ± {acc['se']:.3f} held-out "
+            f"accuracy above `grpo` (paired over {acc['seeds']} seeds: {z:.1f} standard errors, "
+            f"{'more than' if z > GOAL_SE else 'not'} the {GOAL_SE:g} the question needs), with frame sensitivity "
+            f"{signed(fs['mean'])} ± {fs['se']:.3f}. Its five runs are tight ({min(kf_runs):.3f}–{max(kf_runs):.3f}) "
+            f"where `grpo` has two that leaned on the cue ({grpo_low[1]:.3f}, {grpo_low[0]:.3f})"
+        ),
+        "shortcut warm share": f"answers A more often than it did ({warm['shortcut_answer_rate']:.3f})",
+        "shortcut readme": (
+            f"{verdict}: {signed(acc['mean'])} ± {acc['se']:.3f} held-out accuracy over {acc['seeds']} paired seeds "
+            f"({z:.1f} SE)"
+        ),
+    }
+
+
+def _tuning_label(arm: str) -> str:
+    """``rank, policy scorer, log-prob D, all groups`` as the page names it."""
+    rule, _, rest = arm.partition(",")
+    label = f"`{rule}`" + (f",{rest}" if rest else "")
+    return label.replace("log-prob D", "log-prob gap").replace("all groups", "all groups ranked")
+
+
+def tuning_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md's tuning record, from ``shortcut-tuning.json`` (RL seed 0, the tuning split)."""
+    runs = {r["arm"]: r for r in data["runs"]}
+    rows = [
+        f"| {_tuning_label(arm)} | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | {r['share_answers_A']:.2f} | "
+        f"{r['entropy_first']:.3f} → {r['entropy_last']:.3f} |"
+        for arm, r in runs.items()
+    ]
+    ranks = [r for arm, r in runs.items() if arm.startswith("rank")]
+    policy = runs["rank, policy scorer, log-prob D, all groups"]
+    reference = runs["rank, reference scorer, log-prob D, all groups"]
+    auc = data["auc_warm_start"]
+    return {
+        "tuning warm start": f"warm start {data['warm_start']['accuracy']:.3f} there",
+        "tuning table": "\n".join(rows),
+        "tuning rank share": (
+            f"the policy answered A to {min(r['share_answers_A'] for r in ranks):.0%}–"
+            f"{max(r['share_answers_A'] for r in ranks):.0%} of tuning-split questions"
+        ).replace("%–", "–"),
+        "tuning scorer": (
+            f"the mean D of the scored completions rose from {policy['reliance_mean_first_15_scored_steps']:.2f} to "
+            f"{policy['reliance_mean_last_15_scored_steps']:.2f} (first and last 15 scored steps) while tuning-split "
+            f"accuracy fell to {policy['accuracy']:.2f}: the policy raised its reward by becoming fragile to the "
+            f"probes. With the frozen reference as scorer, the same rule moved D less "
+            f"({reference['reliance_mean_first_15_scored_steps']:.2f} to "
+            f"{reference['reliance_mean_last_15_scored_steps']:.2f})"
+        ),
+        "tuning gap": (
+            f"({auc['prob']['auc_trace_right']:.2f} against {auc['logprob']['auc_trace_right']:.2f} for *trace right*)"
+        ),
+    }
+
+
+def tad_learn_fragments(data: dict) -> dict[str, str]:
+    """docs/tad.md "Does learned selection help?" and the README's row, from ``tad-learn.json``."""
+    splits = list(data["held_out"])
+    names = [n for n in data["held_out"][splits[0]]["8"] if n.startswith("learned")]
+    labels = {"uniform": "uniform (candidate grid)", "tad": "TAD, hand-set stage 3 (defaults)"}
+    labels.update({n: f"learned, training {n[len('learned (') : -1]}" for n in names})
+    rows = []
+    for name, label in labels.items():
+        cells = []
+        for split in splits:
+            r = data["held_out"][split]["8"][name]
+            diff = r.get("minus_tad")
+            beats = diff is not None and _z(diff["diff"], diff["se"]) >= GOAL_SE
+            acc = f"**{r['accuracy']:.3f}**" if beats else f"{r['accuracy']:.3f}"
+            delta = ""
+            if diff is not None:
+                delta = f"{signed(diff['diff'], minus='−')} ± {diff['se']:.3f} ({signed(_z(diff['diff'], diff['se']), 2, '−')} SE)"
+            cells += [f"{acc} ± {r['se']:.3f}", delta, f"{r['object_coverage']:.3f}", f"{r['event_recall']:.3f}"]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    pooled = data["pooled"]["8"]
+    per_seed = pooled["per_seed"]
+    zs = {n: _z(v["diff"], v["se"]) for n, v in per_seed.items()}
+    beat = sum(z >= GOAL_SE for z in zs.values())
+    seeds = ", ".join(n[len("learned (seed ") : -1] for n in per_seed)
+    each = ", ".join(
+        f"{signed(v['diff'], minus='−')} ± {v['se']:.3f} ({signed(zs[n], 2, '−')} SE)" for n, v in per_seed.items()
+    )
+    words = {0: "None", 1: "One", 2: "Two", 3: "All three"}
+    k4 = data["pooled"]["4"]["per_seed"]
+    learned = [v["selector"] for v in data["learned"].values()]
+    last30 = [v["training_last_30"] for v in data["learned"].values()]
+
+    def span(values, digits=1, sign=False, sep="–"):
+        lo, hi = sorted(values, key=abs)[0], sorted(values, key=abs)[-1]
+        fmt = (lambda x: signed(x, digits, "−")) if sign else (lambda x: f"{x:.{digits}f}".replace("-", "−"))
+        return f"{fmt(lo)}{sep}{fmt(hi)}"
+
+    def weights(*names):
+        return [w["weights"][n] for w in learned for n in names]
+
+    real = data["real_footage"]
+    real_learned = [n for n in real if n.startswith("learned")]
+    cover = lambda rows: ", ".join(f"{c:.2f} / {sh:.2f}" for c, sh, _ in rows.values())  # noqa: E731
+    same = all(real[n] == real[real_learned[0]] for n in real_learned)
+    shot_gain = {k: real[real_learned[0]][k][1] - real["tad"][k][1] for k in real["tad"]}
+    return {
+        "tad-learn k4": (
+            f"the learned selectors are {span([v['diff'] for v in k4.values()], 3, True, ' to ')} there "
+            f"({', '.join(signed(_z(v['diff'], v['se']), 2, '−') for v in k4.values())} SE pooled)"
+        ),
+        "tad-learn training": (
+            f"bring to {span([r['distill_reward'] for r in last30], 2)} on the training questions (last 30 steps); "
+            f"{span([r['groups_with_spread'] for r in last30])} of the {_questions_per_step(data)} groups per step had "
+            f"any spread of scores to learn from in the last 30 steps, as the policy sharpened (sampled sets "
+            f"{span([r['reward'] for r in last30], 2)}) while the greedy draw, the cached selection, stayed near the "
+            "hand-set one on the training questions: last 30 steps "
+            + ", ".join(f"{r['greedy_reward']:.3f} vs {r['distill_reward']:.3f}" for r in last30)
+        ),
+        "tad-learn weights": (
+            f"(saliency 3 → {span(weights('saliency'))}, apex and peak 0 → {span(weights('apex', 'peak'))}), "
+            f"{min(w['repulsion'] for w in learned) / 2:.1f}–{max(w['repulsion'] for w in learned) / 2:.1f}× the "
+            f"repulsion (β 2 → {span([w['repulsion'] for w in learned])}: the picks spread more), a preference for the "
+            f"middle of the video and its first half (edge {span(weights('edge'), 1, True, ' to ')}, position "
+            f"{span(weights('position'), 1, False, ' to ')}), negative weight on the frame just before a change "
+            f"(variation_after {span(weights('variation_after'), 2, False, ' to ')}), and no use of distinctiveness "
+            f"(|w| < {max(abs(x) for x in weights('distinct')) + 0.005:.2f})"
+        ),
+        "tad-learn real footage": (
+            f"all three learned selectors pick {'the same' if same else 'different'} frames: cut / shot coverage "
+            f"{cover(real[real_learned[0]])} at K = {', '.join(real['tad'])}, against the hand-set "
+            f"{cover(real['tad'])} (shot coverage {', '.join(signed(v, 2, '−') for v in shot_gain.values())})"
+        ),
+        "tad-learn table": "\n".join(rows),
+        "tad-learn pooled": (
+            f"Both splits pooled ({2 * data['held_out'][splits[0]]['8']['questions']} questions), learned − TAD at "
+            f"K = 8: {each} for training seeds {seeds}; mean over the {len(per_seed)} training runs "
+            f"{signed(pooled['mean_over_seeds'], minus='−')}, standard error over runs {pooled['se_over_seeds']:.3f}. "
+            f"{words[beat]} of {len(per_seed)} runs beat{'s' if beat == 1 else ''} the hand-set selection by "
+            f"{GOAL_SE:g} SE or more"
+        ),
+        "tad-learn readme": (
+            f"at K = 8, {', '.join(signed(v['diff'], minus='−') for v in per_seed.values())} held-out accuracy over "
+            f"{len(per_seed)} training runs ({', '.join(signed(z, 2, '−') for z in zs.values())} SE; "
+            f"{beat} of {len(per_seed)} by {GOAL_SE:g} SE or more"
+        ),
+    }
+
+
+def _questions_per_step(data: dict) -> int:
+    """Recorded since the benchmark writes it; earlier results ran recipes/tiny-cpu/tad-learn.yaml's value."""
+    import yaml
+
+    recipe = yaml.safe_load((RESULTS.parents[1] / "recipes" / "tiny-cpu" / "tad-learn.yaml").read_text())
+    return data.get("questions_per_step") or recipe["questions_per_step"]
+
+
+# Which page quotes which fragment.
+PAGES = {
+    "shortcut table": "docs/benchmarks.md",
+    "shortcut paired": "docs/benchmarks.md",
+    "shortcut headline": "docs/benchmarks.md",
+    "shortcut warm share": "docs/benchmarks.md",
+    "shortcut readme": "README.md",
+    "tuning warm start": "docs/benchmarks.md",
+    "tuning table": "docs/benchmarks.md",
+    "tuning rank share": "docs/benchmarks.md",
+    "tuning scorer": "docs/benchmarks.md",
+    "tuning gap": "docs/benchmarks.md",
+    "tad-learn table": "docs/tad.md",
+    "tad-learn pooled": "docs/tad.md",
+    "tad-learn readme": "README.md",
+    "tad-learn k4": "docs/tad.md",
+    "tad-learn training": "docs/tad.md",
+    "tad-learn weights": "docs/tad.md",
+    "tad-learn real footage": "docs/tad.md",
+}
+
+
+def fragments() -> dict[str, str]:
+    out = shortcut_fragments(json.loads((RESULTS / "shortcut.json").read_text()))
+    out.update(tuning_fragments(json.loads((RESULTS / "shortcut-tuning.json").read_text())))
+    out.update(tad_learn_fragments(json.loads((RESULTS / "tad-learn.json").read_text())))
+    return out
+
+
+def _flat(text: str) -> str:
+    """Whitespace as one space: a fragment may wrap across lines of a page."""
+    return re.sub(r"\s+", " ", text)
+
+
+def missing() -> list[str]:
+    """The fragments the docs do not contain (each with its page)."""
+    out = []
+    for name, text in fragments().items():
+        page = ROOT / PAGES[name]
+        if _flat(text) not in _flat(page.read_text()):
+            out.append(f"{PAGES[name]}: {name}:\n{text}")
+    return out
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--check" in argv:
+        bad = missing()
+        for m in bad:
+            print(m, end="\n\n")
+        return 1 if bad else 0
+    for name, text in fragments().items():
+        print(f"## {name} ({PAGES[name]})\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
