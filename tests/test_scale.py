@@ -64,7 +64,8 @@ def test_make_train_launches_real_recipes_with_accelerate():
         check=True,
     ).stdout
     assert (
-        "accelerate launch --config_file recipes/accelerate/zero2.yaml --num_processes 4 -m kfgrpo.cli train "
+        "accelerate launch --config_file recipes/accelerate/zero2.yaml --num_processes 4 --mixed_precision $precision "
+        "-m kfgrpo.cli train "
         "--config recipes/qwen2.5-vl-7b/kfgrpo.yaml --kf_preset t-grpo"
     ) in " ".join(out.split())
     tiny = subprocess.run(["make", "-n", "train"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
