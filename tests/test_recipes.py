@@ -1,6 +1,7 @@
 """The CPU demo's recipes (recipes/tiny-cpu/) agree with each other: the same frames and prompt in every stage."""
 
 import pathlib
+import subprocess
 
 import yaml
 
@@ -10,7 +11,8 @@ from kfgrpo.data_utils import PromptArguments
 from kfgrpo.eval import EvalArgs, EvalModelConfig
 from kfgrpo.tad import TADConfig
 
-TINY = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny-cpu"
 PROMPT_KEYS = {f for f in PromptArguments.__dataclass_fields__}
 TAD_KEYS = {f for f in TADConfig.__dataclass_fields__}
 
@@ -75,3 +77,20 @@ def test_tad_learn_recipe_parses_and_matches_the_demo():
     assert {k: v for k, v in learn.items() if k in PROMPT_KEYS} == {k: v for k, v in ev.items() if k in PROMPT_KEYS}
     assert {k: v for k, v in learn.items() if k in TAD_KEYS} == {k: v for k, v in cache.items() if k in TAD_KEYS}
     assert tad.selector_weights is None and prompt.question_position == "before"
+
+
+def test_demo_seed_reaches_every_seeded_stage(tmp_path):
+    """`make train DEMO_SEED=s` seeds the random weights, SFT and RL, and each stage reads the one before it."""
+    paths = {k: tmp_path / k for k in ("model", "sft", "out", "data")}
+    out = subprocess.run(
+        ["make", "-n", "demo", "DEMO_SEED=3", f"DEMO_MODEL={paths['model']}", f"DEMO_SFT={paths['sft']}",
+         f"DEMO_OUT={paths['out']}", f"DEMO_DATA={paths['data']}"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    flat = " ".join(out.replace("\\\n", " ").split())
+    assert f"kfgrpo tiny-model --output {paths['model']} --size small --seed 3" in flat
+    assert f"--model_name_or_path {paths['model']} --dataset_name {paths['data']}/train-tad" in flat
+    assert f"--output_dir {paths['sft']} --seed 3" in flat
+    assert f"--model_name_or_path {paths['sft']} --dataset_name {paths['data']}/train-tad" in flat
+    assert f"--output_dir {paths['out']} --seed 3" in flat
+    assert f"--data {paths['data']}/test/manifest.jsonl --output {paths['out']}" in flat

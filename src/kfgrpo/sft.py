@@ -39,7 +39,7 @@ class SFTScriptArguments(KFScriptArguments):
             "each keyframe shows, numbered (`1 none, 2 red, ...`), which matches a `frame_template` such as "
             "`Frame {index}:`; `tally`: what each keyframe shows and how many objects have appeared so far "
             "(` none 0, red 1, red 1, blue 2,`), then for `first` / `last` questions the object meant and one check "
-            "per option (` first red, so A blue red no, B red red yes, ...`)."
+            "per option carrying the answer so far (` first red, so A blue red none, B red red B, C white red B, ...`)."
         },
     )
 

@@ -25,17 +25,17 @@ def test_tally_trace_counts_objects_and_names_the_option():
     assert tally_trace(EVENTS, ts) == " none 0, red 1, red 1, none 1, blue 2,"
     options = ["A. green disc", "B. blue disc", "C. red square", "D. white square"]
     first = "Which object appeared first in the video?"
-    checks = " A green red no, B blue red no, C red red yes, D white red no"
+    checks = " A green red none, B blue red none, C red red C, D white red C"
     assert tally_trace(EVENTS, ts, problem=first, options=options).endswith("blue 2, first red, so" + checks)
     last = "Which object appeared last in the video?"
-    checks = " A green blue no, B blue blue yes, C red blue no, D white blue no"
+    checks = " A green blue none, B blue blue B, C red blue B, D white blue B"
     assert tally_trace(EVENTS, ts, problem=last, options=options).endswith(" last blue, so" + checks)
     assert tally_trace(EVENTS, ts, problem="How many objects appeared in the video?").endswith("blue 2,")
-    nothing = " none 0, first none, so A green none no, B blue none no, C red none no, D white none no"
+    nothing = " none 0, first none, so A green none none, B blue none none, C red none none, D white none none"
     assert tally_trace(EVENTS, [3.0], problem=first, options=options) == nothing
     # Repeated frames of one object count once; objects are counted in the keyframes, not in the video.
     assert tally_trace(EVENTS, [1.2, 1.4, 1.6]) == " red 1, red 1, red 1,"
     args = SFTScriptArguments(dataset_name="x", trace_format="tally")
     row = dict(solution="C", events=EVENTS, timestamps=[1.5, 4.5], problem=first, options=options)
-    think = " red 1, blue 2, first red, so A green red no, B blue red no, C red red yes, D white red no"
+    think = " red 1, blue 2, first red, so A green red none, B blue red none, C red red C, D white red C"
     assert sft_completion(row, args)[0]["content"] == f"<think>{think}</think><answer>C</answer>"

@@ -108,7 +108,12 @@ def frame_join_of(dataset) -> FrameJoin | None:
 
 
 def map_text(dataset, function, **kwargs):
-    """``dataset.map`` over text columns without decoding any frame (the join is set again on the result)."""
+    """``dataset.map`` over text columns without decoding any frame (the join is set again on the result).
+
+    Never read from ``datasets``' map cache: its fingerprint hashes ``function`` but not the module-level functions it
+    calls (a prompt template or an SFT trace), so after an upgrade that changes them the cache would hand back rows
+    built by the old code. These maps only touch text; recomputing them is cheap."""
+    kwargs.setdefault("load_from_cache_file", False)
     join = frame_join_of(dataset)
     if join is None:
         return dataset.map(function, **kwargs)

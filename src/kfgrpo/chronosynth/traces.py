@@ -42,10 +42,14 @@ def tally_trace(events, timestamps, detail: str = "color", problem: str = "", op
     lies at a fixed distance from frame i when the question precedes the frames (``question_position: before``). The
     running count makes counting one local step per frame: it grows when a frame shows an object the previous frame
     did not (ChronoSynth objects never return). A question about the ``first`` / ``last`` object ends with that object
-    and one check per option: its letter, the colour it names, the object sought, yes or no
-    (`` first red, so A blue red no, B red red yes, ...``). A check is as long as an option line (5 tokens), so it
-    too copies its option from a fixed distance and compares two adjacent tokens; the answer copies the letter marked
-    ``yes``. (Looking a colour up among the options in one step, the tiny model stayed at chance.)
+    and one check per option: its letter, the colour it names, the object sought, and the answer so far
+    (`` first red, so A blue red none, B red red B, C white red B, D green red B``): the option's letter where the
+    two colours match, else the previous check's answer (``none`` before any match). A check is as long as an option
+    line (5 tokens), so it copies its option from a fixed distance and compares two adjacent tokens; the answer so far
+    is either its own letter (3 tokens back) or the previous check's (5 back), and the final answer copies the last
+    one (2 tokens back). Every step is then a copy from a fixed distance; with ``yes`` / ``no`` checks the answer had
+    to find the letter marked ``yes`` by its content, the step that was learned last and least reliably across seeds.
+    (Looking a colour up among the options in one step, the tiny model stayed at chance.)
     """
     steps, count, previous, seen = [], 0, None, []
     for t in timestamps or []:
@@ -61,11 +65,12 @@ def tally_trace(events, timestamps, detail: str = "color", problem: str = "", op
     for which, index in (("first", 0), ("last", -1)):
         if which in words:
             target = seen[index] if seen else "none"
-            checks = []
+            checks, answer = [], "none"
             for option in options or []:
                 letter, _, text = str(option).partition(". ")
                 named = text if detail == "name" else text.split(" ")[0]
-                checks.append(f" {letter} {named} {target} {'yes' if named == target else 'no'}")
+                answer = letter if named == target else answer
+                checks.append(f" {letter} {named} {target} {answer}")
             trace += f" {which} {target}, so" + ",".join(checks)
             break
     return trace

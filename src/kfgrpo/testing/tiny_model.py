@@ -67,7 +67,8 @@ def _corpus() -> list[str]:
     # Reasoning traces name a colour (or "none") per frame: repeated here so that each is one token, and a trace step
     # (" red 2,") has the same length whatever the colour.
     lines += [" ".join(["none", *COLORS]) + " " + ", ".join(f"{i} none" for i in range(1, 9))] * 20
-    # ... and so are the option checks that end a trace (" first red, so A blue red no, B red red yes").
+    # ... and so are the option checks that end a trace (the `tally` trace's words; its checks now end in the answer
+    # so far, " B red red B,", made of the same tokens).
     lines += [" first red, so A blue red no, B red red yes, C green red no, D white red no"] * 20
     lines += [
         "You are a helpful assistant.",
