@@ -14,8 +14,8 @@ clone runs data + SFT + KF-GRPO + evaluation. Every stage runs alone: do not tim
 
     python benchmarks/bench_cpu_demo.py [--seeds 0 1 2 3 4] [--baseline grpo] [--workdir outputs/bench-cpu-demo]
 
-A rerun reuses finished seeds (their ``record.json``); ``--redo-rl`` retrains only their RL stage. Writes ``--json`` (default benchmarks/results/cpu-demo.json);
-``benchmarks/docs_results.py`` renders the docs' table from it.
+A rerun reuses finished seeds (their ``record.json``); ``--redo-rl`` retrains only their RL stage. Writes
+``--json`` (default benchmarks/results/cpu-demo.json); ``benchmarks/docs_results.py`` renders the docs' table from it.
 """
 
 from __future__ import annotations

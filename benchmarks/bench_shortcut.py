@@ -14,7 +14,7 @@ Stages (each skipped when its output exists, so an interrupted run resumes):
    (``--split test``, seed 1, 200 videos) or the tuning split (``--split tune``, seed 2): the knobs of
    ``recipes/tiny-cpu/shortcut.yaml`` were chosen on the tuning split with RL seed 0, never on the held-out split;
 3. TAD keyframes for both training splits (``recipes/tiny-cpu/tad.yaml``, K = 8);
-4. the warm start: the demo's SFT stage (``recipes/tiny-cpu/sft.yaml``, ``--sft-epochs``, 16 as recorded) on ``warm``; a model that
+4. the warm start: the demo's SFT stage (``recipes/tiny-cpu/sft.yaml``, ``--sft-epochs`` 16) on ``warm``; a model that
    reads its frames about as well as a pretrained one would, and has never seen the cue (``--warm-start DIR``
    takes an existing one, e.g. ``outputs/tiny-cpu/sft`` after ``make train``: the same data and recipe);
 5. for every arm and seed: ``kfgrpo train --config recipes/tiny-cpu/shortcut.yaml`` + the arm's arguments on
@@ -226,7 +226,7 @@ def main():
         "--sft-epochs",
         type=float,
         default=16,
-        help="SFT epochs of the warm start (the recorded runs: 16; sft.yaml: 12)",
+        help="SFT epochs of the warm start (the recorded runs and sft.yaml: 16)",
     )
     ap.add_argument("--warm-start", default=None, help="an existing warm start instead (e.g. outputs/tiny-cpu/sft)")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `kfgrpo train` arguments, every arm")
