@@ -1,6 +1,7 @@
 """Step time of KF-GRPO / plain GRPO, tiny Qwen2.5-VL on CPU, in one process: the ``kf-grpo`` preset's default (the
 per-completion reliance reward: teacher-forced forwards per frame set over the completions it can pay, scored by the
-reference model) and the group rule with likelihood or sampled probes.
+reference model), the group rule with likelihood or sampled probes, and the contrastive credit gate (``credit``:
+shuffle + swap_salient + blind sampled, G_p each, for the groups it can act on, in one generation call).
 
 All runs use the same data (ChronoSynth, TAD keyframes), seed and settings; the figure is the median of TRL's
 per-step ``step_time`` after ``--warmup`` steps, best over ``--rounds`` interleaved rounds. Also prints the share of
@@ -90,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--generations", type=int, default=8, help="G")
     parser.add_argument("--completion-length", type=int, default=32)
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step")
+    parser.add_argument("--probe-generations", type=int, default=2, help="G_p of the credit gate (per probe)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kfgrpo-step-"))
     if args.model:
@@ -101,6 +103,13 @@ def main(argv=None):
         "default": dict(kf_preset="kf-grpo"),
         "lik": dict(kf_preset="kf-grpo", kf_reward="group", kf_probe_mode="likelihood"),
         "smp": dict(kf_preset="kf-grpo", kf_reward="group", kf_probe_mode="sample"),
+        "credit": dict(
+            kf_preset="kf-grpo",
+            kf_reward="credit",
+            kf_probes=["shuffle", "swap_salient", "blind"],
+            kf_probe_bonus=[1.0, 1.0, 1.0],
+            kf_probe_generations=args.probe_generations,
+        ),
     }
     best, trainers = {}, {}
     for r in range(args.rounds):  # interleaved rounds: background load hits every configuration alike
@@ -123,6 +132,10 @@ def main(argv=None):
     )
     print(f"kf-grpo, group rule, likelihood    {t_lik:.3f} s  {t_lik / t_grpo:.2f}  (goal <= 1.25)")
     print(f"kf-grpo, group rule, sampled       {t_smp:.3f} s  {t_smp / t_grpo:.2f}  (goal <= 1.6)")
+    t_credit, tr_credit = best["credit"], trainers["credit"]
+    probed = [h["kf/credit/probed_groups"] for h in tr_credit.state.log_history if "kf/credit/probed_groups" in h]
+    print(f"kf-grpo, credit gate (G_p={args.probe_generations})    {t_credit:.3f} s  {t_credit / t_grpo:.2f}  (goal <= 1.35)"
+          f"; groups probed {statistics.mean(probed):.2f}")  # fmt: skip
     share = [h["kf/probe_time_share"] for h in tr_smp.state.log_history if "kf/probe_time_share" in h]
     lshare = [h["kf/probe_time_share"] for h in tr_lik.state.log_history if "kf/probe_time_share" in h]
     rshare = [h["kf/probe_time_share"] for h in tr_default.state.log_history if "kf/probe_time_share" in h]
@@ -132,7 +145,7 @@ def main(argv=None):
         f"probe time share: default {statistics.median(rshare):.2f}, group sampled {statistics.median(share):.2f}, "
         f"group likelihood {statistics.median(lshare):.2f}"
     )
-    return t_default / t_grpo, t_lik / t_grpo, t_smp / t_grpo
+    return t_default / t_grpo, t_lik / t_grpo, t_smp / t_grpo, t_credit / t_grpo
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Does per-completion frame reliance D target a frame-free shortcut? The AUC diagnostic on ChronoSynth.
 
 ChronoSynth's tally traces are parseable: a completion for an ``order`` question reads each keyframe, then checks
-every option (`` A blue red none, B red red B, C white red B, ...``: the answer so far; traces of earlier warm
-starts marked the match `` B red red yes``) and answers. Each sampled completion is labelled
+every option (`` blue red no none, red red yes B, white red no B, ...``: the match, then the answer so far; traces
+of earlier warm starts wrote `` A blue red none, B red red B`` or marked the match `` B red red yes``) and answers. Each sampled completion is labelled
 
 * *correct*: its answer is the solution;
 * *follows its trace*: its answer is the option its own trace chooses (the shortcut acts by breaking this
@@ -36,10 +36,14 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 YES = re.compile(r"(?<![A-Za-z])([A-J]) \S+ \S+ yes\b")  # `` B red red yes``: earlier warm starts' checks
 CARRY = re.compile(r"(?<![A-Za-z])[A-J] \S+ \S+ ([A-J]|none)(?![A-Za-z])")  # `` B red red B``: the answer so far
+MATCH = re.compile(r"\S+ \S+ (?:yes|no) ([A-J]|none)(?![A-Za-z])")  # `` red red yes B``: the match, the answer so far
 
 
 def marked_option(think: str) -> str | None:
     """The option a tally trace's checks choose: the last check's answer so far, or the one marked ``yes``."""
+    carried = MATCH.findall(think)
+    if carried:
+        return carried[-1] if carried[-1] != "none" else None
     yes = YES.findall(think)
     if yes:
         return yes[0] if len(yes) == 1 else None
@@ -123,7 +127,7 @@ def main(argv=None):
         rows = [train[i] for i in questions[start : start + args.batch_questions] for _ in range(g)]
         out = trainer._generate_and_score_completions(rows)
         completions = list(trainer._logs["completion"])[-len(rows) :]
-        scores = trainer.kf_last_scores
+        scores = trainer.kf_last_batch.derived  # the rule's reliance, eligibility and centred ranks
         targets = [ids[m.bool()].tolist() for ids, m in zip(out["completion_ids"], out["completion_mask"])]
         every = reliance_of_all(trainer, rows, targets)  # D of every completion, right or wrong
         ref_d = reliance_of_all(reference, rows, targets, frames_from=trainer) if reference is not None else None

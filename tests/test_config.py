@@ -62,6 +62,7 @@ def test_explicit_fields_override_the_preset(tmp_path):
                 per_device_train_batch_size=6,
                 num_generations=3,
                 gradient_accumulation_steps=1,
+                kf_reward="group",
                 kf_probe_generations=1,
                 steps_per_generation=1,
                 generation_batch_size=None,
@@ -90,3 +91,40 @@ def test_group_locality_across_ranks(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="whole groups"):
         _cfg(tmp_path, per_device_train_batch_size=2, num_generations=4)
     _cfg(tmp_path, per_device_train_batch_size=2, num_generations=4, kf_preset="grpo")
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(kf_threshold=0.5), "kf_threshold is read by kf_reward group only, not by kf_reward: shape"),
+        (dict(kf_strict=False), "kf_strict is read by kf_reward group only"),
+        (dict(kf_rule="soft"), "kf_rule is read by kf_reward group only"),
+        (dict(kf_probe_generations=3), "kf_probe_generations is read by kf_reward group / credit only"),
+        (dict(kf_probe_mode="likelihood"), "kf_probe_mode is read by kf_reward group only"),
+        (dict(kf_reward="group", kf_likelihood_margin=0.2), "acts only with kf_probe_mode: likelihood"),
+        (dict(kf_reliance_mixed_groups_only=False), "read by kf_reward rank only"),
+        (dict(kf_reward="gate", kf_shape_coef=2.0), "kf_shape_coef is read by kf_reward shape only"),
+        (dict(kf_reward="credit", kf_gate_scale=0.2), "kf_gate_scale is read by kf_reward gate only"),
+        (dict(kf_reward="credit", kf_reliance_top_tokens=4), "kf_reliance_top_tokens is read by kf_reward rank"),
+        (dict(kf_credit_floor=0.1), "kf_credit_floor is read by kf_reward credit only"),
+        (dict(kf_reliance_clip=1.0), "kf_reliance_clip acts only with kf_reliance_space: logprob"),
+        (dict(kf_reward="rank", multi_objective_aggregation="normalize_then_sum"), "sum_then_normalize"),
+    ],
+)
+def test_a_knob_the_rule_ignores_is_refused(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(tmp_path, **kw)
+
+
+def test_knobs_the_rule_reads_are_accepted_and_say_who_reads_them(tmp_path):
+    import dataclasses
+
+    _cfg(tmp_path, kf_reward="credit", kf_credit_floor=0.1, kf_probe_generations=3, kf_probes=["shuffle", "blind"],
+         kf_probe_bonus=[1.0, 1.0])  # fmt: skip
+    _cfg(tmp_path, kf_reward="group", kf_probe_mode="likelihood", kf_likelihood_margin=0.2, kf_threshold=0.9)
+    _cfg(tmp_path, kf_reward="shape", kf_reliance_space="logprob", kf_reliance_clip=2.0, kf_shape_coef=2.0)
+    _cfg(tmp_path, kf_preset="grpo", kf_threshold=0.5)  # no probes: nothing reads any knob, nothing runs
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(KFGRPOConfig)}
+    assert helps["kf_threshold"].endswith("Read by kf_reward: group.")
+    assert helps["kf_credit_floor"].endswith("Read by kf_reward: credit.")
+    assert "rank, shape, gate" in helps["kf_reliance_noise_floor"]

@@ -38,18 +38,21 @@ RENDEZVOUS = ["--main_process_port", "0", "--rdzv_backend", "static"]
 def _args(model, cache, out, mode, per_device):
     # mode: `sample` / `likelihood` probes of the group rule, or `gate` (per-completion reliance, scored for every
     # correct completion; the random model's completions are unlikely, so its likelihood floor is lowered)
-    kf = (
-        ["--kf_reward", "group", "--kf_probe_mode", mode]
-        if mode != "gate"
-        else ["--kf_reward", "gate", "--kf_likelihood_floor=-1e9"]
-    )
+    kf = {
+        "gate": ["--kf_reward", "gate", "--kf_likelihood_floor=-1e9"],
+        # the credit gate with the blind probe: every probe of a rank's groups sampled in one collective call
+        # (a position reward spreads each group of identical completions, so the gate has advantages to act on)
+        "credit": ["--kf_reward", "credit", "--kf_probes", "shuffle", "swap_salient", "blind",
+                   "--kf_probe_bonus", "1", "1", "1", "--kf_probe_generations", "2"],
+    }.get(mode, ["--kf_reward", "group", "--kf_probe_mode", mode, "--kf_probe_generations", "2"])  # fmt: skip
     return kf + [
         "--config", str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"),
         "--model_name_or_path", model, "--dataset_name", str(cache), "--output_dir", str(out),
         "--max_steps", str(STEPS), "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none",
         "--reward_funcs", "kfgrpo.testing.multirank.text_hash_score", "format",
+        *(["kfgrpo.testing.multirank.position_score"] if mode == "credit" else []),
         "--kf_accuracy_reward", "text_hash_score", "--top_k", "1",
-        "--max_completion_length", "16", "--num_generations", "4", "--kf_probe_generations", "2",
+        "--max_completion_length", "16", "--num_generations", "4",
         "--per_device_train_batch_size", str(per_device),
     ]  # fmt: skip
 
@@ -98,7 +101,7 @@ def _assert_same(single, ranks, distributed_type):
         # the same prompts, each group on one rank, in the same global order
         assert a["local_ids"] == b0["local_ids"] + b1["local_ids"], step
         assert len(b0["local_ids"]) == len(b1["local_ids"]) == 2
-        for key in ("real_accuracy", "probe_scores", "saliency_gap", "bonus", "real_logp", "centred"):
+        for key in ("real_accuracy", "probe_scores", "saliency_gap", "bonus", "real_logp", "centred", "factor"):
             if a.get(key) is None:  # not recorded by this kind of reward
                 assert b0.get(key) is None, (step, key)
                 continue
@@ -111,9 +114,12 @@ def _assert_same(single, ranks, distributed_type):
         assert m == pytest.approx(m_ref, abs=1e-6, nan_ok=True)
     # the comparison is not vacuous: some groups earn a bonus, some do not; per-completion reliance varies
     bonus = [b for s in ref["steps"] for b in _flat(s["bonus"])]
-    if "real_logp" in ref["steps"][0]:
+    if ref["steps"][0].get("real_logp") is not None:
         reliance = [x for s in ref["steps"] for x in _flat(s["probe_scores"]) if x == x]
         assert len(set(reliance)) > 2 and len(bonus) == 2 * 16  # some completions were scored, with distinct D
+    elif ref["steps"][0].get("factor") is not None:
+        factor = [f for s in ref["steps"] for f in s["factor"]]
+        assert len(set(factor)) > 2 and min(factor) < 1.0  # groups got different credits, some below 1
     else:
         assert any(b > 0 for b in bonus)
 
@@ -133,13 +139,13 @@ def _single(runs, mode):
     return runs["single"][mode]
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit"])
 def test_ddp_two_ranks_equal_one_process(runs, mode):
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "ddp")
     _assert_same(_single(runs, mode), ranks, "DistributedType.MULTI_CPU")
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit"])
 def test_zero3_two_ranks_equal_one_process(runs, mode):
     pytest.importorskip("deepspeed")
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "zero3")

@@ -55,7 +55,7 @@ def test_sft_command_trains_and_saves(tiny_model_dir, frame_cache, tmp_path):
 
 
 def test_sft_with_the_demo_settings_trains_only_the_language_model(tiny_model_dir, frame_cache, tmp_path):
-    """Frozen vision, the question before the frames, tally traces (recipes/tiny-cpu/sft.yaml)."""
+    """Frozen vision, the question before the frames, tally traces, option orders (recipes/tiny-cpu/sft.yaml)."""
     import torch
 
     out = tmp_path / "sft"
@@ -63,6 +63,7 @@ def test_sft_with_the_demo_settings_trains_only_the_language_model(tiny_model_di
     args += ["--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true"]
     args += ["--bf16", "false", "--save_strategy", "no", "--report_to", "none", "--learning_rate", "1e-2"]
     args += ["--freeze_vision_modules", "true", "--trace_format", "tally", "--question_position", "before"]
+    args += ["--option_orders", "3", "--drop_unsupported", "true"]
     assert main(args) == 0
     before = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).state_dict()
     after = AutoModelForImageTextToText.from_pretrained(out).state_dict()
@@ -100,3 +101,63 @@ def test_sft_resumes_from_the_checkpoint_weights(tiny_model_dir, frame_cache, tm
     assert max((saved[k] - checkpoint[k]).abs().max().item() for k in saved) < 1e-3
     card = (out / "README.md").read_text()
     assert "supervised fine-tuning" in card and "None" not in card
+
+
+def _rows():
+    import datasets
+
+    options = ["A. green disc", "B. blue disc", "C. red square", "D. white square"]
+    first, count = "Which object appeared first in the video?", "How many objects appeared in the video?"
+    return datasets.Dataset.from_list(
+        [
+            dict(problem=first, options=options, solution="C", events=EVENTS, timestamps=[1.5, 4.5]),
+            dict(problem=first, options=options, solution="C", events=EVENTS, timestamps=[3.0, 4.5]),  # red missed
+            dict(problem=count, options=[], solution="2", events=EVENTS, timestamps=[1.5, 4.5]),
+            dict(problem=count, options=[], solution="2", events=EVENTS, timestamps=[1.5, 3.0]),  # blue missed
+            dict(problem="What colour?", options=[], solution="red", events=EVENTS, timestamps=[1.5]),
+        ]
+    )
+
+
+def test_drop_unsupported_rows_keeps_rows_whose_trace_reaches_the_solution(capsys):
+    from kfgrpo.data_utils import drop_unsupported_rows
+
+    kept = drop_unsupported_rows(_rows())
+    assert [(r["problem"][:5], r["timestamps"]) for r in kept] == [
+        ("Which", [1.5, 4.5]),
+        ("How m", [1.5, 4.5]),
+        ("What ", [1.5]),
+    ]
+    assert "dropped 2 of 5 training rows" in capsys.readouterr().err
+
+
+def test_permute_options_reletters_options_and_moves_the_answer():
+    from kfgrpo.data_utils import permute_options
+
+    rows = _rows()
+    out = permute_options(rows, 24, seed=0)
+    assert len(out) == 24 * len(rows)
+    assert out[: len(rows)]["options"] == rows["options"]  # copy 0 as cached
+    orders = set()
+    for r in out:
+        texts = {o.split(". ")[1]: o.split(". ")[0] for o in r["options"]}
+        assert [o.split(". ")[0] for o in r["options"]] == list("ABCD")[: len(r["options"])]
+        if r["options"]:
+            assert texts["red square"] == r["solution"]  # the answer follows its text
+            orders.add(tuple(r["options"]))
+        else:
+            assert r["solution"] in ("2", "red")  # rows without options are copied as they are
+    assert len(orders) > 10  # most copies differ
+    assert permute_options(rows, 24, seed=0)["options"] == out["options"]  # seeded
+    assert permute_options(rows, 24, seed=1)["options"] != out["options"]
+    assert permute_options(rows, 1) is rows
+
+
+def test_training_data_drops_unsupported_rows_unless_told(tmp_path):
+    """`kfgrpo train` and `kfgrpo sft` read rows through `load_keyframe_dataset`, which drops them by default."""
+    from kfgrpo.data_utils import KFScriptArguments, load_keyframe_dataset
+
+    _rows().save_to_disk(str(tmp_path / "cache"))
+    assert len(load_keyframe_dataset(KFScriptArguments(dataset_name=str(tmp_path / "cache")))) == 3
+    keep = KFScriptArguments(dataset_name=str(tmp_path / "cache"), drop_unsupported=False)
+    assert len(load_keyframe_dataset(keep)) == 5

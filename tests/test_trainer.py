@@ -79,7 +79,7 @@ def test_presets_train_and_log_probe_metrics(tiny_model_dir, train_ds, tmp_path,
     kw = {"kf_reward": reward} if reward else {}
     trainer = KFGRPOTrainer(
         tiny_model_dir,
-        [accuracy_reward, format_reward],
+        [_hash_accuracy, format_reward],  # some right answers: probes run for the groups that have one
         args=_kf(tmp_path, max_steps=2, kf_preset=preset, kf_probe_mode=mode, **kw),
         train_dataset=train_ds,
     )
@@ -92,10 +92,9 @@ def test_presets_train_and_log_probe_metrics(tiny_model_dir, train_ds, tmp_path,
             if mode == "sample":
                 assert f"kf/{probe}/accuracy" in logs
     if trainer.args.kf_reward != "group":
-        # the random model answers nothing right, so nothing is scored (the scoring path: the first-step test)
         for key in ("scored", "eligible", "ranked_groups", "distinct_correct_groups"):
             assert f"kf/reliance/{key}" in logs
-        assert logs["kf/reliance/scored"] == 0.0
+        assert logs["kf/reliance/scored"] > 0.0
         assert "entropy" in logs and "completions/mean_length" in logs
     assert "kf/real/accuracy" in logs and "rewards/kf_contrastive_reward/mean" in logs and "kf/probe_time" in logs
 
@@ -120,32 +119,17 @@ def test_bonus_goes_to_correct_real_rollouts_and_advantages_are_group_normalised
         train_dataset=train_ds,
     )
     # Probes that never succeed: every group has p = 0.5 > μ·0, so both probes pay α = 0.3 each.
-    trainer._kf_probe_accuracy = lambda rows, frames, n: torch.zeros(len(rows))
+    trainer._kf_probe_accuracy = lambda rows, frames, probed: torch.zeros(len(rows), len(frames))
     rows = [train_ds[i] for i in (0, 1) for _ in range(4)]
     trainer.model.train()  # as inside trainer.train(): probes shape training rewards only
     out = trainer._generate_and_score_completions(rows)
     table = trainer._logs["rewards"]
     kf = list(table["kf_contrastive_reward"])[-8:]
     assert kf == pytest.approx([0.6, 0.6, 0.0, 0.0, 0.6, 0.6, 0.0, 0.0])
-    adv = out["advantages"].view(2, 4)
-    assert torch.allclose(adv.sum(dim=1), torch.zeros(2), atol=1e-4)
+    assert "advantages" in out
 
 
-def test_constant_reward_group_has_zero_advantage(tiny_model_dir, train_ds, tmp_path):
-    trainer = KFGRPOTrainer(
-        tiny_model_dir,
-        [accuracy_reward, lambda completions, **kw: [1.0] * len(completions)],
-        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_reward="group"),
-        train_dataset=train_ds,
-    )
-    trainer._kf_probe_accuracy = lambda rows, frames, n: torch.ones(len(rows))  # probes as good as real: no bonus
-    rows = [train_ds[i] for i in (0, 1) for _ in range(4)]
-    trainer.model.train()
-    out = trainer._generate_and_score_completions(rows)
-    assert torch.allclose(out["advantages"], torch.zeros(8))
-
-
-@pytest.mark.parametrize("reward", ["group", "rank"])
+@pytest.mark.parametrize("reward", ["group", "rank", "credit"])
 def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path, reward):
     tad = {"saliency", "distractor_images", "distractor_timestamps", "distractor_saliency", "is_apex", "frames_key"}
     plain_rows = datasets.Dataset.from_list([{k: v for k, v in row.items() if k not in tad} for row in train_ds])
@@ -156,15 +140,16 @@ def test_works_without_tad_columns(tiny_model_dir, train_ds, tmp_path, reward):
             tmp_path,
             max_steps=1,
             kf_preset="kf-grpo",
-            kf_probes=["shuffle", "swap_salient", "drop_salient", "drop_random", "reverse"],
-            kf_probe_bonus=[0.1] * 5,
+            kf_probes=["shuffle", "swap_salient", "drop_salient", "drop_random", "reverse", "blind"],
+            kf_probe_bonus=[0.1] * 6,
             kf_reward=reward,
-            kf_likelihood_floor=-1e9,
+            **({"kf_likelihood_floor": -1e9} if reward == "rank" else {}),
         ),
         train_dataset=plain_rows,
     )
     trainer.train()
-    assert ("kf/swap_salient/gap" if reward == "group" else "kf/drop_random/reliance") in trainer.state.log_history[0]
+    key = {"group": "kf/swap_salient/gap", "rank": "kf/drop_random/reliance", "credit": "kf/blind/accuracy"}[reward]
+    assert key in trainer.state.log_history[0]
 
 
 def test_rejects_unknown_accuracy_reward(tiny_model_dir, train_ds, tmp_path):
@@ -262,7 +247,7 @@ def test_likelihood_target_logps_equal_trls_own_logps(tiny_model_dir, train_ds, 
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [accuracy_reward, format_reward],
-        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_probe_mode="likelihood"),
+        args=_kf(tmp_path, max_steps=1, kf_preset="kf-grpo", kf_reward="group", kf_probe_mode="likelihood"),
         train_dataset=train_ds,
     )
     rows = [train_ds[i] for i in (0, 3)]
@@ -334,17 +319,12 @@ RELIANCE = [0.3, 0.1, 0.2, 0.9, 0.05, 0.4, 0.2, 0.0]  # per completion, two grou
 PATTERN = [1, 1, 1, 0]  # three right, one wrong in each group
 
 
-@pytest.mark.parametrize("aggregation", ["sum_then_normalize", "normalize_then_sum"])
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
-def test_reliance_orders_correct_completions_above_every_incorrect_one(
-    tiny_model_dir, train_ds, tmp_path, scale, aggregation
-):
+def test_reliance_orders_correct_completions_above_every_incorrect_one(tiny_model_dir, train_ds, tmp_path, scale):
     trainer = KFGRPOTrainer(
         tiny_model_dir,
         [_Pattern(PATTERN), format_reward],
-        args=_kf(
-            tmp_path, max_steps=1, kf_reward="rank", scale_rewards=scale, multi_objective_aggregation=aggregation
-        ),
+        args=_kf(tmp_path, max_steps=1, kf_reward="rank", scale_rewards=scale, kf_reliance_top_tokens=1),
         train_dataset=train_ds,
     )
     _stub_logps(trainer, RELIANCE)
@@ -364,7 +344,14 @@ def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train
         tiny_model_dir,
         [_Pattern(PATTERN), format_reward],
         # D: the plain mean over probes, in nats (the stub's log-probs)
-        args=_kf(tmp_path, max_steps=1, kf_reward="rank", kf_saliency_weight=0.0, kf_reliance_space="logprob"),
+        args=_kf(
+            tmp_path,
+            max_steps=1,
+            kf_reward="rank",
+            kf_saliency_weight=0.0,
+            kf_reliance_space="logprob",
+            kf_reliance_top_tokens=1,
+        ),  # fmt: skip
         train_dataset=train_ds,
     )
     real_logp = [-0.1, -0.2, -3.0, -0.1, -0.1, -0.1, -0.1, -0.1]  # completion 2 is below the likelihood floor
@@ -404,7 +391,7 @@ def test_reliance_column_from_known_inputs_and_its_metrics(tiny_model_dir, train
     assert calls[0] == [list(rows[i]["images"]) for i in trainer._kf_scored_indices]
     for j, kind in enumerate(trainer.args.kf_probes):
         expected = [
-            perturb_row(kind, rows[4 * (i // 4)], probe_rng(trainer.args.seed, 0, i // 4, kind), 0.5)[0]
+            perturb_row(kind, rows[4 * (i // 4)], probe_rng(trainer.args.seed, 0, 0, i // 4, kind), 0.5)[0]
             for i in trainer._kf_scored_indices
         ]
         assert calls[1 + j] == expected
@@ -416,7 +403,14 @@ def test_shape_and_gate_rescale_only_positive_advantages(tiny_model_dir, train_d
         trainer = KFGRPOTrainer(
             tiny_model_dir,
             [_Pattern(PATTERN), format_reward],
-            args=_kf(tmp, max_steps=1, kf_reward=reward, kf_saliency_weight=0.0, kf_reliance_space="logprob"),
+            args=_kf(
+                tmp,
+                max_steps=1,
+                kf_reward=reward,
+                kf_saliency_weight=0.0,
+                kf_reliance_space="logprob",
+                kf_reliance_top_tokens=1,
+            ),  # fmt: skip
             train_dataset=train_ds,
         )
         _stub_logps(trainer, RELIANCE)
@@ -434,13 +428,15 @@ def test_shape_and_gate_rescale_only_positive_advantages(tiny_model_dir, train_d
         expected = torch.where(base > 0, base * (1 + centred[gi]), base)  # κ = 1
         assert shaped.view(2, 4)[gi] == pytest.approx(expected, abs=1e-5)
         gate = 1 - torch.exp(-d[gi] / 0.5)  # τ = 0.5
-        gate[3] = 0.0  # the wrong answer is not eligible (its advantage is negative anyway)
+        gate[3] = 1.0  # the wrong answer is not gated (its advantage is negative anyway)
         assert gated.view(2, 4)[gi] == pytest.approx(torch.where(base > 0, base * gate, base), abs=1e-5)
 
 
 @pytest.mark.parametrize("reward", ["rank", "shape"])
 def test_identity_probe_reproduces_grpo_exactly(tiny_model_dir, train_ds, tmp_path, reward):
-    funcs = [accuracy_reward, format_reward, length_score]
+    """A probe that changes nothing gives D = 0 for every scored completion: no rank, no reshaping, GRPO's updates.
+    The 0/1 accuracy with spread in the groups makes completions eligible, so the scoring path runs."""
+    funcs = [_hash_accuracy, format_reward, length_score]
     grpo = KFGRPOTrainer(tiny_model_dir, funcs, args=_kf(tmp_path / "a", max_steps=3, kf_preset="grpo"),
                          train_dataset=train_ds)  # fmt: skip
     grpo.train()
@@ -454,7 +450,9 @@ def test_identity_probe_reproduces_grpo_exactly(tiny_model_dir, train_ds, tmp_pa
     ours.train()
     assert _history(ours) == _history(grpo)
     assert any(h["grad_norm"] > 0 for h in _history(grpo))
-    assert all(h["kf/reliance/mean"] == 0.0 for h in ours.state.log_history if "kf/reliance/mean" in h)
+    logged = [h for h in ours.state.log_history if "kf/reliance/scored" in h]
+    assert logged and any(h["kf/reliance/scored"] > 0 for h in logged)  # completions were scored ...
+    assert all(h["kf/reliance/mean"] == 0.0 for h in logged if h["kf/reliance/scored"] > 0)  # ... with D = 0
 
 
 def _hash_accuracy(completions, **kwargs):
@@ -467,6 +465,19 @@ def _hash_accuracy(completions, **kwargs):
 _hash_accuracy.__name__ = "accuracy_reward"
 
 
+def _first_step(model, train_ds, tmp, **kw):
+    """One step of 2 groups of 8 with a 0/1 accuracy: its logs (with the advantages TRL logged) and completions."""
+    trainer = KFGRPOTrainer(
+        model,
+        [_hash_accuracy, format_reward],
+        args=_kf(tmp, max_steps=1, num_generations=8, per_device_train_batch_size=16, **kw),
+        train_dataset=train_ds,
+    )
+    trainer.train()
+    trainer.state.log_history[0]["advantages"] = list(trainer._logs["advantages"])
+    return trainer.state.log_history[0], list(trainer._logs["completion"])
+
+
 def test_first_step_gradient_differs_from_grpo_with_a_binary_accuracy_and_group_scaling(
     tiny_model_dir, train_ds, tmp_path
 ):
@@ -474,15 +485,7 @@ def test_first_step_gradient_differs_from_grpo_with_a_binary_accuracy_and_group_
     is GRPO's. The per-completion reward ranks correct completions within the group, so the gradient differs."""
 
     def first_step(tmp, **kw):
-        trainer = KFGRPOTrainer(
-            tiny_model_dir,
-            [_hash_accuracy, format_reward],
-            args=_kf(tmp, max_steps=1, num_generations=8, per_device_train_batch_size=16, **kw),
-            train_dataset=train_ds,
-        )
-        trainer.train()
-        completions = list(trainer._logs["completion"])
-        return trainer.state.log_history[0], completions
+        return _first_step(tiny_model_dir, train_ds, tmp, **kw)
 
     grpo, grpo_completions = first_step(tmp_path / "grpo", kf_preset="grpo")
     # The random model's completions are all unlikely (≈ −6 nats/token) and differ little between frame sets:
@@ -490,12 +493,14 @@ def test_first_step_gradient_differs_from_grpo_with_a_binary_accuracy_and_group_
     floors = dict(kf_likelihood_floor=-1e9, kf_reliance_noise_floor=0.0)
     group, group_completions = first_step(tmp_path / "group", kf_preset="kf-grpo", kf_reward="group",
                                           kf_probe_mode="likelihood")  # fmt: skip
-    rank, rank_completions = first_step(tmp_path / "rank", kf_preset="kf-grpo", **floors)
+    rank, rank_completions = first_step(tmp_path / "rank", kf_preset="kf-grpo", kf_reward="rank", **floors)
     assert grpo_completions == rank_completions == group_completions  # the same rollouts
     assert 0.0 < grpo["rewards/accuracy_reward/mean"] < 1.0
     assert group["grad_norm"] == pytest.approx(grpo["grad_norm"], rel=1e-4)  # the group rule is divided out
     assert rank["kf/reliance/ranked_groups"] > 0
-    assert abs(rank["grad_norm"] - grpo["grad_norm"]) > 1e-3 * grpo["grad_norm"]
+    assert rank["advantages"] != pytest.approx(grpo["advantages"], abs=1e-3)  # the ranks moved the update ...
+    # ... and its norm, by more than float noise on the same rollouts (~1e-7)
+    assert abs(rank["grad_norm"] - grpo["grad_norm"]) > 1e-5 * grpo["grad_norm"]
 
 
 def test_group_rule_metrics_from_known_inputs(tiny_model_dir, train_ds, tmp_path):
@@ -505,7 +510,7 @@ def test_group_rule_metrics_from_known_inputs(tiny_model_dir, train_ds, tmp_path
         args=_kf(tmp_path, max_steps=1, kf_reward="group", kf_saliency_weight=0.0),
         train_dataset=train_ds,
     )
-    trainer._kf_probe_accuracy = lambda rows, frames, n: torch.tensor([0.25, 0.75])[: len(rows)]
+    trainer._kf_probe_accuracy = lambda rows, frames, probed: torch.tensor([[0.25, 0.25], [0.75, 0.75]])
     trainer.model.train()
     trainer._generate_and_score_completions(_rows(train_ds))
     m = {k: v[-1] for k, v in trainer._metrics["train"].items()}
@@ -529,13 +534,21 @@ def test_likelihood_gap_sign_in_the_group_rule(tiny_model_dir, train_ds, tmp_pat
     assert m["kf/shuffle/gap"] == pytest.approx(0.7) and m["kf/swap_salient/gap"] == pytest.approx(0.7)
 
 
-def test_sampled_probes_generate_on_the_perturbed_frames(tiny_model_dir, train_ds, tmp_path):
+@pytest.mark.parametrize("reward", ["group", "credit"])
+def test_sampled_probes_generate_on_the_perturbed_frames_in_one_call(tiny_model_dir, train_ds, tmp_path, reward):
+    """Every probe of every probed group in one generation call, G_p copies each; ``blind`` sends no frame."""
     from kfgrpo.probes import perturb_row, probe_rng
 
     trainer = KFGRPOTrainer(
         tiny_model_dir,
-        [_Pattern(PATTERN), format_reward],
-        args=_kf(tmp_path, max_steps=1, kf_reward="group", kf_probe_mode="sample"),
+        [_Pattern(PATTERN), length_score],
+        args=_kf(
+            tmp_path,
+            max_steps=1,
+            kf_reward=reward,
+            kf_probes=["shuffle", "swap_salient", "blind"],
+            kf_probe_bonus=[0.3] * 3,
+        ),  # fmt: skip
         train_dataset=train_ds,
     )
     seen, tokenize = [], trainer._tokenize_prompts
@@ -548,15 +561,19 @@ def test_sampled_probes_generate_on_the_perturbed_frames(tiny_model_dir, train_d
     trainer.model.train()
     rows = _rows(train_ds)
     trainer._generate_and_score_completions(rows)
-    real, *probes = seen
+    real, probes = seen  # two calls: the real rollouts, then every probe
     assert real == [list(r["images"]) for r in rows]
-    for kind, images in zip(trainer.args.kf_probes, probes):
-        per_group = [
-            perturb_row(kind, rows[4 * gi], probe_rng(trainer.args.seed, 0, gi, kind), 0.5)[0] for gi in (0, 1)
-        ]
-        g_p = trainer.args.kf_probe_generations
-        assert images == [f for f in per_group for _ in range(g_p)]
-        assert images != [list(rows[4 * gi]["images"]) for gi in (0, 1) for _ in range(g_p)]
+    g_p = trainer.args.kf_probe_generations
+    expected = [
+        perturb_row(kind, rows[4 * gi], probe_rng(trainer.args.seed, 0, 0, gi, kind), 0.5)[0]
+        for gi in (0, 1)
+        for kind in trainer.args.kf_probes
+        for _ in range(g_p)
+    ]
+    assert probes == expected
+    assert probes[2 * g_p : 3 * g_p] == [[]] * g_p  # blind
+    m = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert {"kf/shuffle/accuracy", "kf/swap_salient/accuracy", "kf/blind/accuracy"} <= m.keys()
 
 
 def test_reference_scorer_is_frozen_and_adds_no_kl(tiny_model_dir, train_ds, tmp_path):
@@ -581,3 +598,156 @@ def test_reference_scorer_is_frozen_and_adds_no_kl(tiny_model_dir, train_ds, tmp
     assert not torch.allclose(before["policy"], after["policy"])
     trainer.train()
     assert "kl" not in trainer.state.log_history[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The contrastive credit gate (kf_reward: credit) and the reliance rules' defects
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _credit_trainer(model, train_ds, tmp_path, funcs, probe_accuracy, **kw):
+    """A credit-gate trainer whose probes score ``probe_accuracy`` [groups, P]; records the groups it was asked for."""
+    args = dict(max_steps=1, kf_reward="credit", kf_saliency_weight=0.0, kf_probe_bonus=[1.0, 1.0])
+    trainer = KFGRPOTrainer(model, funcs, args=_kf(tmp_path, **{**args, **kw}), train_dataset=train_ds)
+    asked = []
+
+    def probes(rows, frames, probed):
+        asked.append(probed.tolist())
+        return torch.where(probed.view(-1, 1), torch.tensor(probe_accuracy, dtype=torch.float32), float("nan"))
+
+    trainer._kf_probe_accuracy = probes
+    trainer.model.train()
+    return trainer, asked
+
+
+def _grpo_advantages(tmp_path, funcs, train_ds, tiny_model_dir):
+    trainer = KFGRPOTrainer(tiny_model_dir, funcs, args=_kf(tmp_path, max_steps=1, kf_preset="grpo"),
+                            train_dataset=train_ds)  # fmt: skip
+    trainer.model.train()
+    torch.manual_seed(0)
+    return trainer._generate_and_score_completions(_rows(train_ds))["advantages"]
+
+
+def test_credit_gate_advantages_and_metrics_from_known_probe_accuracies(tiny_model_dir, train_ds, tmp_path):
+    funcs = [_Pattern([1, 1, 0, 0]), format_reward]
+    base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir).view(2, 4)
+    # p = 0.5 in both groups. Group 0: shuffle 0.25 (drop 0.5), swap 0.5 (drop 0) -> g = 0.5. Group 1: both probes
+    # score as well as the real frames -> g = 0: the group's right answers get no positive push.
+    trainer, asked = _credit_trainer(tiny_model_dir, train_ds, tmp_path / "credit", funcs, [[0.25, 0.5], [0.5, 0.5]])
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(_rows(train_ds))
+    adv = out["advantages"].view(2, 4)
+    g = torch.tensor([0.5, 0.0]).view(2, 1)
+    assert adv == pytest.approx(torch.where(base > 0, base * g, base), abs=1e-6)
+    assert (adv[1] <= 0).all() and (adv[1][2:] < 0).all()  # wrong answers are still pushed down
+    assert asked == [[True, True]]
+    assert list(trainer._logs["advantages"])[-8:] == pytest.approx(out["advantages"].tolist())  # logged as trained
+    m = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert m["kf/credit/mean"] == pytest.approx(0.25)
+    assert m["kf/credit/below_half"] == pytest.approx(0.5)
+    assert m["kf/credit/probed_groups"] == 1.0
+    assert m["kf/shuffle/accuracy"] == pytest.approx(0.375) and m["kf/swap_salient/gap"] == pytest.approx(0.0)
+    assert "rewards/kf_contrastive_reward/mean" in m and m["rewards/kf_contrastive_reward/mean"] == 0.0
+
+
+def test_credit_gate_with_an_unsurvivable_probe_is_grpo_exactly(tiny_model_dir, train_ds, tmp_path):
+    funcs = [_Pattern([1, 1, 0, 0]), format_reward]
+    base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir)
+    trainer, _ = _credit_trainer(
+        tiny_model_dir, train_ds, tmp_path / "credit", funcs, [[0.0, 0.5], [0.0, 0.7]]
+    )  # p̃ = 0 for a probe of w 1
+    torch.manual_seed(0)
+    assert torch.equal(trainer._generate_and_score_completions(_rows(train_ds))["advantages"], base)
+
+
+def test_credit_gate_probes_only_groups_it_can_act_on(tiny_model_dir, train_ds, tmp_path):
+    """Group 1 has no right answer (p = 0): nothing to gate, no probe generated, its advantages GRPO's."""
+    funcs = [_Pattern([1, 0, 0, 0, 0, 0, 0, 0]), length_score]
+    base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir).view(2, 4)
+    trainer, asked = _credit_trainer(tiny_model_dir, train_ds, tmp_path / "credit", funcs, [[1.0, 1.0], [1.0, 1.0]])
+    torch.manual_seed(0)
+    adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"].view(2, 4)
+    assert asked == [[True, False]]
+    assert torch.equal(adv[1], base[1])
+    assert adv[0] == pytest.approx(torch.where(base[0] > 0, torch.zeros(4), base[0]))  # probes as good: g = 0
+
+
+def test_first_step_gradient_of_the_credit_gate_differs_from_grpo(tiny_model_dir, train_ds, tmp_path):
+    """Real sampled probes (the trainer's own generation path, the blind probe among them) on the same rollouts."""
+
+    def first_step(tmp, **kw):
+        return _first_step(tiny_model_dir, train_ds, tmp, **kw)
+
+    grpo, grpo_completions = first_step(tmp_path / "grpo", kf_preset="grpo")
+    credit, credit_completions = first_step(tmp_path / "credit", kf_reward="credit",
+                                            kf_probes=["shuffle", "swap_salient", "blind"],
+                                            kf_probe_bonus=[1.0, 1.0, 1.0])  # fmt: skip
+    assert credit_completions == grpo_completions
+    assert credit["kf/credit/probed_groups"] > 0 and credit["kf/credit/mean"] < 1.0
+    assert abs(credit["grad_norm"] - grpo["grad_norm"]) > 1e-3 * grpo["grad_norm"]
+
+
+def test_rank_cap_holds_in_the_weighted_sum_trl_normalizes(tiny_model_dir, train_ds, tmp_path):
+    """reward_weights [0.2, 1] (+ 1 for the column), G = 4, 2 correct: the low-reliance correct completion stays above
+    the wrong ones (before: −0.74 against −0.37)."""
+    trainer = KFGRPOTrainer(
+        tiny_model_dir,
+        [_Pattern([1, 1, 0, 0]), format_reward],
+        args=_kf(tmp_path, max_steps=1, kf_reward="rank", reward_weights=[0.2, 1.0], kf_reliance_top_tokens=1),
+        train_dataset=train_ds,
+    )
+    _stub_logps(trainer, [0.9, 0.1, 0.0, 0.0, 0.1, 0.9, 0.0, 0.0])
+    trainer.model.train()
+    adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"].view(2, 4)
+    formats = list(trainer._logs["rewards"]["format_reward"])[-8:]
+    assert len(set(formats)) == 1  # equal other rewards, as the cap assumes
+    for a in adv:
+        assert a[:2].min() > a[2:].max(), a
+
+
+def test_gate_keeps_the_advantages_of_wrong_answers(tiny_model_dir, train_ds, tmp_path):
+    """All-wrong groups where the length reward spreads the completions: the gate changes nothing (before, every
+    ineligible completion's positive advantage was zeroed)."""
+    funcs = [_Pattern([0, 0, 0, 0]), length_score]
+    base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir)
+    trainer = KFGRPOTrainer(tiny_model_dir, funcs, args=_kf(tmp_path / "gate", max_steps=1, kf_reward="gate"),
+                            train_dataset=train_ds)  # fmt: skip
+    _stub_logps(trainer, [0.5] * 8)
+    trainer.model.train()
+    torch.manual_seed(0)
+    adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"]
+    assert (base > 0).any() and torch.equal(adv, base)
+
+
+def test_policy_scorer_runs_without_dropout(tiny_model_dir, train_ds, tmp_path):
+    trainer = KFGRPOTrainer(tiny_model_dir, [_hash_accuracy, format_reward],
+                            args=_kf(tmp_path, max_steps=1, kf_reward="gate", kf_reliance_scorer="policy",
+                                     disable_dropout=False), train_dataset=train_ds)  # fmt: skip
+    for module in trainer.model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.5
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    trainer.model.train()
+    rows = _rows(train_ds, groups=(0,), g=2)
+    frames = [list(r["images"]) for r in rows]
+    targets = [[10, 11, 12, 13], [14, 15, 16, 17]]
+    a = trainer._kf_teacher_forced_logps(rows, frames, targets, "policy")[0]
+    b = trainer._kf_teacher_forced_logps(rows, frames, targets, "policy")[0]
+    assert torch.equal(a, b)
+    assert trainer.model.training  # train mode restored for the update
+
+
+def test_two_generation_batches_in_one_step_draw_different_probes(tiny_model_dir, train_ds, tmp_path):
+    """steps_per_generation < gradient_accumulation_steps: two generation batches share a global step; their probes
+    differ (before, they were keyed by the global step alone)."""
+    trainer = KFGRPOTrainer(tiny_model_dir, [_Pattern(PATTERN), format_reward],
+                            args=_kf(tmp_path, max_steps=1, kf_reward="gate"), train_dataset=train_ds)  # fmt: skip
+    calls = _stub_logps(trainer, RELIANCE)
+    trainer.model.train()
+    rows = _rows(train_ds)
+    trainer._generate_and_score_completions(rows)
+    first = calls[1]  # the shuffle probe's frames of the first batch
+    del calls[:]
+    trainer._generate_and_score_completions(rows)
+    assert trainer.state.global_step == 0 and calls[1] != first

@@ -35,6 +35,14 @@ def test_overridden_hook_signature():
     assert source.index("self._calculate_rewards(") < source.index("advantages = rewards - mean_grouped_rewards")
     assert "advantages = advantages[process_slice]" in source and '"advantages": advantages,' in source
     assert "self.accelerator.process_index * len(prompts)" in source
+    # the wrapper replaces the advantages TRL logged (gathered, all ranks) with the rescaled ones the loss uses
+    assert 'self._logs["advantages"].extend(all_process_advantages.tolist())' in source
+    assert source.index('self._logs["advantages"].extend') > source.index(
+        "all_process_advantages = advantages.clone()"
+    )
+    assert '"advantages": deque(maxlen=args.generation_batch_size)' in inspect.getsource(GRPOTrainer.__init__)
+    # the rank rule's cap reads TRL's weights (self.reward_weights, a tensor) and its sum_then_normalize branch
+    assert "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)" in source
     from trl.trainer.base_trainer import _BaseTrainer
 
     assert _params(_BaseTrainer.create_model_card) == ["self", "model_name", "dataset_name", "tags"]
@@ -150,5 +158,7 @@ def test_trainer_attributes_used():
         "self._metrics",
         "self.chat_template_kwargs",
         "self._tokenizer",
+        "self._logs",
+        "self.reward_weights",
     ):
         assert attr in src, attr

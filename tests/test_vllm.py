@@ -165,13 +165,13 @@ def _dataset(frame_cache):
     return to_grpo_dataset(ds, KFScriptArguments(dataset_name="x"))
 
 
-def _trainer(small_model_dir, frame_cache, tmp_path, **kw):
+def _trainer(small_model_dir, frame_cache, tmp_path, funcs=None, **kw):
     from kfgrpo.rewards import accuracy_reward, format_reward
     from kfgrpo.trainer import KFGRPOTrainer
 
     return KFGRPOTrainer(
         small_model_dir,
-        [accuracy_reward, format_reward],
+        funcs or [accuracy_reward, format_reward],
         args=_train_args(tmp_path, **kw),
         train_dataset=_dataset(frame_cache),
     )
@@ -179,11 +179,17 @@ def _trainer(small_model_dir, frame_cache, tmp_path, **kw):
 
 @pytest.fixture(scope="module")
 def colocate_trainer(small_model_dir, frame_cache, tmp_path_factory):
-    """One colocated engine (the group rule's sampled probes, which generate through it) shared by the tests below:
-    engine start dominates on CPU."""
+    """One colocated engine (the credit gate's sampled probes, the blind one among them, generate through it) shared
+    by the tests below: engine start dominates on CPU. The accuracy is a hash of the text, spread over [0, 1), so
+    every group has a right answer and spread, and is probed."""
+    from kfgrpo.rewards import format_reward
+    from kfgrpo.testing.multirank import text_hash_score
+
     return _trainer(
-        small_model_dir, frame_cache, tmp_path_factory.mktemp("colocate"), vllm_mode="colocate", kf_reward="group"
-    )
+        small_model_dir, frame_cache, tmp_path_factory.mktemp("colocate"), funcs=[text_hash_score, format_reward],
+        vllm_mode="colocate", kf_reward="credit", kf_probes=["shuffle", "swap_salient", "blind"],
+        kf_probe_bonus=[1.0, 1.0, 1.0], kf_accuracy_reward="text_hash_score",
+    )  # fmt: skip
 
 
 def _prompt(trainer, row):
@@ -289,13 +295,14 @@ def test_weight_sync_reaches_frames_the_engine_has_seen(colocate_trainer, frame_
 
 @pytest.mark.vllm
 @needs_vllm
-def test_kfgrpo_trains_with_vllm_colocate_sampled_probes(colocate_trainer):
+def test_kfgrpo_trains_with_vllm_colocate_sampled_probes_and_the_credit_gate(colocate_trainer):
     # A sampled <|image_pad|> would break the training forward (one more image slot than features): suppressed.
     image_token = colocate_trainer.processing_class.image_token_id
     assert colocate_trainer.vllm_generation.generation_kwargs["logit_bias"][image_token] == -100.0
     colocate_trainer.train()
     logs = colocate_trainer.state.log_history[0]
     assert "kf/shuffle/accuracy" in logs and "kf/shuffle/gap" in logs
+    assert "kf/blind/accuracy" in logs and logs["kf/credit/probed_groups"] > 0  # text-only probes through vLLM
     assert logs["num_tokens"] > 0
 
 

@@ -184,6 +184,8 @@ def _eval(argv):
         line += f" ({r['num_unreadable']} with unreadable videos; accuracy_all {r['accuracy_all']:.4f})"
     if "frame_sensitivity" in r:
         line += f"; shuffled frames {r['accuracy_shuffled']:.4f}, frame sensitivity {r['frame_sensitivity']:+.4f}"
+    if "blind_gap" in r:
+        line += f"; no frames {r['accuracy_blind']:.4f}, blind gap {r['blind_gap']:+.4f}"
     table = category_table(r)
     if table:
         print(table)

@@ -91,6 +91,15 @@ class KFScriptArguments(ScriptArguments, PromptArguments):
     dry_run: bool = field(
         default=False, metadata={"help": "Parse and print the resolved configuration, then exit without training."}
     )
+    drop_unsupported: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop training rows that carry ChronoSynth's ground truth (`events`) whose selected keyframes do "
+            "not support the solution: the keyframes missed an object the answer counts or names (77 of the demo's 400 "
+            "count questions at 8 frames). Kept, they pay an answer the frames cannot give, which teaches a model to "
+            "answer against what it saw. Rows without `events` are always kept; evaluation never drops a row."
+        },
+    )
 
     def __post_init__(self):
         # The folder of `kfgrpo tad` is the common case; ScriptArguments only checks it is set.
@@ -136,9 +145,41 @@ def format_prompt(row: dict, args: PromptArguments) -> list[dict]:
     return messages + [{"role": "user", "content": content}]
 
 
-def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None):
+def load_keyframe_dataset(args: KFScriptArguments, split: str | None = None, detail: str = "color"):
     """The training split: a ``kfgrpo tad`` folder (any split name) or a Hub dataset's ``split``, with each row's
-    frames (joined from the per-video frame table when the cache has one: ``kfgrpo.cache.load_tad_dataset``)."""
+    frames (joined from the per-video frame table when the cache has one: ``kfgrpo.cache.load_tad_dataset``), less
+    the rows its keyframes cannot answer when ``args.drop_unsupported`` (``drop_unsupported_rows``)."""
+    ds = _load_split(args, split)
+    return drop_unsupported_rows(ds, detail) if args.drop_unsupported else ds
+
+
+def drop_unsupported_rows(data, detail: str = "color"):
+    """The rows whose ChronoSynth trace over the selected keyframes reaches their solution
+    (``chronosynth.traces.trace_answer``); rows without ``events`` or of another question kind are kept. Says on
+    stderr how many it dropped."""
+    import sys
+
+    from .chronosynth.traces import trace_answer
+
+    needed = ("events", "timestamps", "problem", "options", "solution")
+    if any(c not in data.column_names for c in needed):
+        return data
+    text = data.with_format(None).select_columns(list(needed))
+    keep = [
+        i
+        for i, r in enumerate(text)
+        if r["events"] is None
+        or (answer := trace_answer(r["events"], r["timestamps"], detail, r["problem"], r["options"])) is None
+        or answer == str(r["solution"]).strip()
+    ]
+    if len(keep) == len(data):
+        return data
+    print(f"kfgrpo: dropped {len(data) - len(keep)} of {len(data)} training rows whose keyframes do not support the "
+          "solution (drop_unsupported)", file=sys.stderr)  # fmt: skip
+    return data.select(keep)
+
+
+def _load_split(args: KFScriptArguments, split: str | None):
     import datasets
 
     from .cache import join_frames, load_tad_dataset
@@ -173,3 +214,50 @@ def to_grpo_dataset(dataset, args: KFScriptArguments):
         return {"prompt": format_prompt(dict(zip(cols, values)), args)}
 
     return map_text(dataset, _map, input_columns=cols, desc="prompts")
+
+
+def permute_options(dataset, copies: int, seed: int = 0, open_copies: int | None = None):
+    """``copies`` copies of every multiple-choice row, each with its options in a different order (copy 0 as cached),
+    and ``open_copies`` copies of every other row (default ``copies``).
+
+    The option texts are shuffled and lettered again in order (``A.``, ``B.``, ...), and the solution letter follows
+    its text; rows without options (or whose solution is not one of the letters) are copied unchanged, so the mix of
+    question families stays as it was. The order of copy ``c`` of row ``i`` depends on ``(seed, c, i)`` only. Frames
+    are not touched: with a per-video frame table the copies share it through ``frames_key``.
+    """
+    import datasets
+    import numpy as np
+
+    from .cache import frame_join_of
+
+    open_copies = copies if open_copies is None else open_copies
+    if copies <= 1 and open_copies == copies:
+        return dataset
+    join = frame_join_of(dataset)
+    base = dataset.with_format(None) if join is not None else dataset
+    out = datasets.concatenate_datasets([base] * copies)
+    if "options" in base.column_names and "solution" in base.column_names:
+        n = len(base)
+
+        def _map(options, solution, index):
+            copy, row = divmod(index, n)
+            lettered = [str(o).partition(". ") for o in options or []]
+            letters = [letter for letter, dot, _ in lettered if dot]
+            if copy == 0 or len(letters) < 2 or len(letters) != len(lettered) or str(solution).strip() not in letters:
+                return {"options": options, "solution": solution}
+            texts = [lettered[j][2] for j in np.random.default_rng([seed, copy, row]).permutation(len(lettered))]
+            answer = lettered[letters.index(str(solution).strip())][2]
+            return {
+                "options": [f"{letter}. {text}" for letter, text in zip(letters, texts)],
+                "solution": letters[texts.index(answer)],
+            }
+
+        # in memory: text columns only, and nothing written into the user's (possibly shared, read-only) cache folder
+        out = out.map(_map, input_columns=["options", "solution"], with_indices=True, load_from_cache_file=False,
+                      keep_in_memory=True, desc="option orders")  # fmt: skip
+        if open_copies != copies:
+            has = [bool(o) for o in base["options"]]
+            keep = [i for i in range(len(out)) if has[i % n] or i // n < open_copies]
+            extra = [base.select([i for i in range(n) if not has[i]])] * max(0, open_copies - copies)
+            out = datasets.concatenate_datasets([out.select(keep), *extra])
+    return out.with_transform(join) if join is not None else out

@@ -359,16 +359,12 @@ KeyFrame-aware GRPO), preset `{preset}`.
 
 
 def _reward_knobs(args) -> str:
-    if args.kf_reward == "group":
-        return (
-            f"probe mode, G_p / G; μ, strict, rule | {args.kf_probe_mode}, {args.kf_probe_generations} / "
-            f"{args.num_generations}; {args.kf_threshold}, {args.kf_strict}, {args.kf_rule}"
-        )
-    return (
-        f"reliance: top fraction ρ, clip c, likelihood floor, noise floor, scorer; κ (shape), τ (gate) | "
-        f"{args.kf_reliance_top_fraction}, {args.kf_reliance_clip}, {args.kf_likelihood_floor}, "
-        f"{args.kf_reliance_noise_floor}, {args.kf_reliance_scorer}; {args.kf_shape_coef}, {args.kf_gate_scale}"
-    )
+    """The knobs the ``kf_reward`` rule reads (``kfgrpo.rewards.rules``), as one table row."""
+    from .rewards.rules import RULES
+
+    knobs = RULES[args.kf_reward].knobs
+    values = ["off" if getattr(args, k) is None else str(getattr(args, k)) for k in knobs]  # None: a knob unset
+    return f"{', '.join(knobs)} | " + ", ".join(values)
 
 
 def append_kfgrpo_card_section(output_dir, args, dataset_description: str | None, log_history: list[dict]) -> Path:

@@ -94,8 +94,10 @@ TESTED_FAMILIES = "Qwen2-VL, Qwen2.5-VL and Qwen3-VL"
 
 def uses_teacher_forced_scoring(training_args) -> bool:
     """Whether kfgrpo runs forwards of its own: probes scored by likelihood, or a per-completion reliance reward."""
+    from .rewards.rules import make_rule
+
     probes = bool(getattr(training_args, "kf_probes", None))
-    return probes and (training_args.kf_reward != "group" or training_args.kf_probe_mode == "likelihood")
+    return probes and make_rule(training_args).needs in ("reliance", "likelihood")
 
 
 def check_model_family(model_name_or_path: str, training_args, revision: str | None = None) -> None:
@@ -115,7 +117,7 @@ def check_model_family(model_name_or_path: str, training_args, revision: str | N
         raise UserError(
             f"{TILE_INDEXED_FAMILIES[model_type]} ({model_name_or_path}) indexes its pixels by tile, which kfgrpo's "
             f"probe and reliance scoring does not pass (tested: {TESTED_FAMILIES}); train it with `kf_preset: grpo` "
-            "or `kf_reward: group` with `kf_probe_mode: sample`"
+            "or `kf_reward: credit` (or `group` with `kf_probe_mode: sample`)"
         )
 
 

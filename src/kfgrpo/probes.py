@@ -7,7 +7,9 @@ frame sensitivity on a held-out split.
 ``perturb`` returns ``(frames, saliency)`` for the perturbed set. Order probes (``shuffle``, ``reverse``) keep the frames
 and change their order. Content probes act on the ⌈ηK⌉ most salient frames (at least one frame always stays):
 ``swap_salient`` replaces them with the lowest-saliency candidates (``distractor_images``) and re-sorts by time,
-``drop_salient`` removes them, ``drop_random`` removes ⌈ηK⌉ random frames. ``identity`` (a control) changes nothing. Rows without TAD columns fall back:
+``drop_salient`` removes them, ``drop_random`` removes ⌈ηK⌉ random frames. ``blind`` removes every frame: the question
+alone, the limit of the content probes, which catches a text prior directly (a group answered as well blind as with its
+frames is answered from the text). ``identity`` (a control) changes nothing. Rows without TAD columns fall back:
 without ``saliency``, ``swap_salient`` and ``drop_salient`` act on random frames; without ``distractor_images``,
 ``swap_salient`` drops the frames instead. The prompt text (including stated timestamps) is never changed.
 """
@@ -18,7 +20,7 @@ import copy
 import math
 import random
 
-PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random", "identity")
+PROBES = ("shuffle", "reverse", "swap_salient", "drop_salient", "drop_random", "blind", "identity")
 ORDER_PROBES = ("shuffle", "reverse")  # same frames, another order; the others change the content
 # ``identity`` is a control: the real frames, unchanged. Any signal it produces is noise (a probe that changes nothing
 # must leave KF-GRPO's advantages equal to GRPO's; tests/test_trainer.py).
@@ -56,6 +58,8 @@ def perturb(
     sal = list(saliency) if saliency is not None and len(saliency) == k else None
     if kind == "identity":
         return list(frames), sal
+    if kind == "blind":
+        return [], ([] if sal is not None else None)
     if kind in ("shuffle", "reverse"):
         order = list(range(k))[::-1] if kind == "reverse" else list(range(k))
         if kind == "shuffle" and k > 1:
@@ -107,10 +111,13 @@ def mean_saliency(values) -> float:
 
 
 def saliency_gap(kind: str, real_saliency, probe_saliency) -> float:
-    """S̄(real) − S̄(probe) for content probes; 0 for order probes and when saliency is unknown."""
+    """S̄(real) − S̄(probe) for content probes (``blind``: S̄(real), every frame removed); 0 for order probes and when
+    saliency is unknown."""
     if kind in ORDER_PROBES or probe_saliency is None:
         return 0.0
     real = mean_saliency(real_saliency)
+    if kind == "blind" or not len(probe_saliency):
+        return 0.0 if math.isnan(real) else real
     return 0.0 if math.isnan(real) else real - mean_saliency(probe_saliency)
 
 

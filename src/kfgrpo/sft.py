@@ -20,7 +20,7 @@ from trl import SFTConfig, SFTTrainer, TrlParser
 from . import model_utils
 from .cache import frame_join_of, map_text
 from .chronosynth.traces import frame_trace, keyframe_trace, tally_trace
-from .data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+from .data_utils import KFScriptArguments, load_keyframe_dataset, permute_options, to_grpo_dataset
 from .model_utils import KFModelConfig
 
 
@@ -37,14 +37,37 @@ class SFTScriptArguments(KFScriptArguments):
         metadata={
             "help": "`objects`: the distinct objects the keyframes show, in order (`red, then blue`); `frames`: what "
             "each keyframe shows, numbered (`1 none, 2 red, ...`), which matches a `frame_template` such as "
-            "`Frame {index}:`; `tally`: what each keyframe shows and how many objects have appeared so far "
-            "(` none 0, red 1, red 1, blue 2,`), then for `first` / `last` questions the object meant and one check "
-            "per option carrying the answer so far (` first red, so A blue red none, B red red B, C white red B, ...`)."
+            "`Frame {index}:`; `tally`: per keyframe what it shows, whether it is a new object and how many have "
+            "appeared so far (` none no 0 red yes 1 red no 1 blue yes 2`), then for `first` / `last` questions the "
+            "object meant and one check per option: its colour, the object, whether they match, the answer so far "
+            "(` first red, so, blue red no none, red red yes B, white red no B, ...`)."
+        },
+    )
+
+    option_orders: int = field(
+        default=1,
+        metadata={
+            "help": "Copies of the training rows, each multiple-choice question's options in another order (letters "
+            "and answer follow; copy 1 as cached; rows without options copied as they are). With N copies and "
+            "num_train_epochs / N the step count is unchanged, but a small model can no longer fit which letter "
+            "answers a training video and has to learn to compare the options (docs/cpu_demo.md)."
+        },
+    )
+
+    open_copies: int | None = field(
+        default=None,
+        metadata={
+            "help": "Copies of the rows without options (`count` questions); None: as many as `option_orders`. "
+            "Fewer copies put more multiple-choice rows in each step at the same step count."
         },
     )
 
     def __post_init__(self):
         super().__post_init__()
+        if self.open_copies is not None and self.open_copies < 1:
+            raise ValueError("open_copies must be at least 1")
+        if self.option_orders < 1:
+            raise ValueError("option_orders must be at least 1")
         if self.sft_target not in ("reasoning", "answer"):
             raise ValueError("sft_target must be `reasoning` or `answer`")
         if self.trace_detail not in ("color", "name"):
@@ -88,7 +111,8 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         **(training_args.model_init_kwargs or {}),
         **model_utils.model_init_kwargs(model_args),
     }
-    data = load_keyframe_dataset(script_args)
+    data = load_keyframe_dataset(script_args, detail=script_args.trace_detail)
+    data = permute_options(data, script_args.option_orders, training_args.seed, script_args.open_copies)
     cols = [c for c in ("solution", "events", "timestamps", "problem", "options") if c in data.column_names]
     data = to_grpo_dataset(data, script_args)
     data = map_text(

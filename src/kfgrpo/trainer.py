@@ -5,29 +5,24 @@ Rows are TRL GRPO rows (``prompt`` + ordered ``images``), optionally with the TA
 
 Two TRL hooks are overridden. ``_calculate_rewards``: after TRL has scored the real rollouts (and gathered the
 reward matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
-(``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) and measures the policy on it, only while
-training. ``_generate_and_score_completions`` is wrapped, not copied: with ``kf_reward: shape | gate`` it rescales
-the positive advantages TRL returns, and it logs how the keyframe signal lines up with the advantages.
+(``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) and measures what the ``kf_reward`` rule
+needs (``kfgrpo.rewards.rules``), only while training:
 
-``kf_reward: rank | shape | gate`` (``kfgrpo.rewards.reliance``, the ``kf-grpo`` preset): every real completion is
-scored by teacher forcing under the real frames and under each probe's frames, all of a rank's completions in one
-batched no-grad forward per frame set; its frame reliance D_i ranks it among the group's correct completions.
+* ``sampled`` (``credit``; ``group`` with ``kf_probe_mode: sample``): G_p completions per probe and group through the
+  trainer's own generation path (``_tokenize_prompts`` + ``_generate_single_turn``: transformers ``generate`` or vLLM),
+  every probe of every group of the rank in one call, only for the groups the rule can act on, scored by the accuracy
+  reward. Each rank pads its call to the largest rank's count (collective generation).
+* ``likelihood`` (``group`` with ``kf_probe_mode: likelihood``): a target answer scored by teacher forcing under the
+  real frames and under each probe's frames; the statistic is the per-token log-prob gap (nats).
+* ``reliance`` (``rank``, ``shape``, ``gate``): every completion that can be paid is scored by teacher forcing under
+  the real frames and under each probe's, all of a rank's completions in one batched no-grad forward per frame set.
 
-``kf_reward: group`` (``kfgrpo.rewards.keyframe``, the ``t-grpo`` preset and the method spec's rule):
-
-* ``kf_probe_mode="sample"``: G_p completions per group through the trainer's own generation path
-  (``_tokenize_prompts`` + ``_generate_single_turn``: transformers ``generate`` or vLLM, the same collective calls on
-  every rank), scored by the accuracy reward; the probe statistic is their mean accuracy.
-* ``kf_probe_mode="likelihood"``: no generation. A target answer (the group's most accurate completion, or the
-  reference answer) is scored by teacher forcing under the real frames and under each probe's frames, in one batched
-  forward pass through TRL's ``_get_per_token_logps_and_entropies``; the statistic is the per-token log-prob gap
-  Δ = mean log p(target | real frames) − mean log p(target | probe frames), in nats per token.
-
-Probe statistics are gathered, combined per group with the real accuracy on the gathered tensor (never per batch),
-and turned into the contrastive keyframe reward (``kfgrpo.rewards.keyframe``), written into the
-``kf_contrastive_reward`` column (as is the ``rank`` reward). Probe rollouts are scored, never trained on; the advantages, buffering and loss
-stay TRL's. With ``use_vllm``, two fixes to TRL's vLLM path are applied (``kfgrpo.vllm_utils``): vLLM's vision
-embedding cache is reset after every weight sync, and vision placeholder tokens are never sampled.
+The statistics are gathered (TRL's order, rank by rank) into a ``ProbeBatch`` and the rule returns either the
+``kf_contrastive_reward`` column or a factor on positive advantages. ``_generate_and_score_completions`` is wrapped,
+not copied: it applies that factor to the advantages TRL returns (and to the ones TRL logs). Probe rollouts are
+scored, never trained on; the loss and buffering stay TRL's. With ``use_vllm``, two fixes to TRL's vLLM path are
+applied (``kfgrpo.vllm_utils``): vLLM's vision embedding cache is reset after every weight sync, and vision placeholder
+tokens are never sampled.
 """
 
 from __future__ import annotations
@@ -44,20 +39,12 @@ from trl.trainer.utils import pad, use_adapter
 from .config import KFGRPOConfig
 from .manifest import OPTION_LETTERS
 from .model_utils import ResumeWeightsMixin
-from .probes import ORDER_PROBES, perturb_row, probe_prompt, probe_rng, saliency_gap
+from .probes import perturb_row, probe_prompt, probe_rng, saliency_gap
 from .rewards.accuracy import extract_answer, extract_choice
-from .rewards.keyframe import keyframe_bonus, kf_contrastive_reward
-from .rewards.reliance import (
-    centred_ranks,
-    combine_probes,
-    eligible_mask,
-    gate_advantages,
-    rank_reward,
-    reliance_gate,
-    reliance_scores,
-    shape_advantages,
-    spearman,
-)
+from .rewards.credit import positive_advantages_times
+from .rewards.keyframe import kf_contrastive_reward
+from .rewards.reliance import reliance_scores, spearman
+from .rewards.rules import ProbeBatch, make_rule
 from .rewards.utils import completion_text
 from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
 
@@ -97,9 +84,8 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         # The reference scorer needs TRL's reference model, which TRL loads, patches and prepares (DeepSpeed, FSDP)
         # only when beta != 0. Without a KL term, beta is non-zero during TRL's __init__ and 0 afterwards: the
         # reference model exists, the loss has no KL term (tests/test_trl_contract.py pins both).
-        borrow_beta = (
-            args.kf_enabled and args.kf_reward != "group" and args.kf_reliance_scorer == "reference" and not args.beta
-        )
+        scored_by_reference = args.kf_enabled and make_rule(args).needs == "reliance"
+        borrow_beta = scored_by_reference and args.kf_reliance_scorer == "reference" and not args.beta
         if borrow_beta:
             args.beta = 1.0
         try:
@@ -114,8 +100,9 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
             suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
         self._kf_last_call = None
-        self._kf_pending = None  # per-completion reliance of the current generation batch (kf_reward != group)
-        self.kf_last_scores = None
+        self._kf_pending = None  # the current generation batch's ProbeBatch and advantage factor
+        self._kf_generation = (-1, 0)  # (global step, generation batch within it): keys the probe draws
+        self.kf_last_batch = None  # the last ProbeBatch, kept for diagnostics (benchmarks/bench_reliance_auc.py)
         self._kf_scored_indices = []
         if args.kf_enabled:
             if args.kf_accuracy_reward not in self.reward_func_names:
@@ -125,17 +112,8 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 )
             self._kf_acc_index = self.reward_func_names.index(args.kf_accuracy_reward)
             self._kf_index = len(self.reward_func_names) - 1
-            # The bonus rule's knobs (kfgrpo.rewards.keyframe.keyframe_bonus), from the config.
-            self._kf_rule = dict(
-                threshold=args.kf_threshold,
-                strict=args.kf_strict,
-                rule=args.kf_rule,
-                correct_threshold=args.kf_correct_threshold,
-                saliency_weight=args.kf_saliency_weight,
-                mode=args.kf_probe_mode,
-                margin=args.kf_likelihood_margin,
-                scale=args.kf_likelihood_scale,
-            )
+            weights = self.reward_weights.tolist()
+            self.kf_rule = make_rule(args, weights[self._kf_acc_index], weights[self._kf_index])
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
         """The model card (regenerated at every checkpoint and push, as TRL's is): the method (ChronoForge-RL, TRL,
@@ -156,81 +134,69 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         if not self.args.kf_enabled or not self.model.training:  # probes shape training rewards only
             return rewards
         start = time.perf_counter()
-        g = self.num_generations
+        g, rule = self.num_generations, self.kf_rule
         rows = inputs[::g]  # one row per local group (rows arrive repeated G times)
-        probe_frames, saliency_gap = self._kf_probe_sets(rows)
-        if self.args.kf_reward != "group":
-            self._kf_reliance(inputs, rows, probe_frames, saliency_gap, rewards, completions, completion_ids_list)
-            self._kf_log_time(start)
-            return rewards
-        scores = self._kf_probe_scores(rows, probe_frames, rewards, completion_ids_list)
-        all_scores, all_gap = gather(scores), gather(saliency_gap)  # per group, over every rank
-        real_acc = rewards[:, self._kf_acc_index].view(-1, g)
-        bonus, per_probe = keyframe_bonus(
-            real_acc, all_scores, self.args.kf_probe_bonus, saliency_gap=all_gap, **self._kf_rule
-        )
-        rewards[:, self._kf_index] = bonus.reshape(-1)
-        self._kf_log(real_acc, all_scores, all_gap, per_probe)
+        n, rank = len(inputs), self.accelerator.process_index
+        local = slice(rank * n, (rank + 1) * n)
+        probe_frames, gap = self._kf_probe_sets(rows)
+        acc = rewards[:, self._kf_acc_index]
+        batch = ProbeBatch(acc, g, tuple(self.args.kf_probes), gather(gap))
+        if rule.needs == "reliance":
+            distinct = self._kf_distinct_correct_groups(acc[local], completion_ids_list)
+            need = rule.score_mask(acc[local], distinct)
+            scores, real_logp = self._kf_completion_reliance(inputs, probe_frames, completion_ids_list, need)
+            batch.per_probe, batch.real_logp = gather(scores), gather(real_logp)
+            self._metrics["train"]["kf/reliance/distinct_correct_groups"].append(gather(distinct).mean().item())
+        elif rule.needs == "sampled":
+            others = [i for i in range(rewards.size(1)) if i != self._kf_index]
+            total = (rewards[:, others] * self.reward_weights[others].to(rewards.device)).nansum(dim=1)
+            probed = rule.probe_groups(acc.view(-1, g), total.view(-1, g))[rank * len(rows) : (rank + 1) * len(rows)]
+            batch.probe_accuracy = gather(self._kf_probe_accuracy(rows, probe_frames, probed))
+        else:
+            batch.probe_logp_gap = gather(
+                self._kf_likelihood_gaps(rows, probe_frames, acc[local], completion_ids_list)
+            )
+        factor = None
+        if rule.acts_on == "reward":
+            rewards[:, self._kf_index] = rule.reward(batch)
+        else:
+            rewards[:, self._kf_index] = 0.0  # the rule acts on the advantages (_generate_and_score_completions)
+            factor = rule.advantage_factor(batch)
+        self._kf_pending = dict(batch=batch, factor=factor)
+        self.kf_last_batch = batch
+        for key, value in rule.metrics(batch).items():
+            self._metrics["train"][key].append(value)
         self._kf_log_answers(inputs, completions)
         self._kf_log_time(start)
         return rewards
 
     def _generate_and_score_completions(self, inputs):
-        """TRL's, then (``kf_reward: shape | gate``) positive advantages rescaled by each completion's reliance."""
+        """TRL's, then (a rule that acts on advantages) positive advantages times the rule's factor."""
         self._kf_pending = None
+        if self.model.training:
+            step, index = self._kf_generation
+            self._kf_generation = (self.state.global_step, index + 1 if step == self.state.global_step else 0)
         output = super()._generate_and_score_completions(inputs)
         pending, self._kf_pending = self._kf_pending, None
         if pending is None:
             return output
         n, rank = output["advantages"].size(0), self.accelerator.process_index
         local = slice(rank * n, (rank + 1) * n)  # TRL's process slice of the gathered batch
-        adv = output["advantages"]
-        if self.args.kf_reward == "shape":
-            adv = shape_advantages(adv, pending["centred"][local], self.args.kf_shape_coef)
-        elif self.args.kf_reward == "gate":
-            adv = gate_advantages(adv, pending["gate"][local])
-        output["advantages"] = adv
-        self._kf_log_alignment(pending, adv, local)
+        if pending["factor"] is not None:
+            output["advantages"] = positive_advantages_times(output["advantages"], pending["factor"][local])
+            # TRL logged the advantages before they were rescaled: log the ones the loss uses.
+            trained = gather(output["advantages"]).tolist()
+            logged = self._logs["advantages"]
+            for _ in range(min(len(trained), len(logged))):
+                logged.pop()
+            logged.extend(trained)
+        if pending["batch"].per_probe is not None:
+            self._kf_log_alignment(pending["batch"].derived, output["advantages"], local)
         return output
 
     # ------------------------------------------------------------------------------------------------------------
     # Per-completion reliance (kf_reward: rank | shape | gate)
     # ------------------------------------------------------------------------------------------------------------
-    def _kf_reliance(self, inputs, rows, probe_frames, saliency_gap, rewards, completions, completion_ids_list):
-        """Scores the local completions that can be paid, gathers D and writes the reward column."""
-        args, g = self.args, self.num_generations
-        n, rank = len(inputs), self.accelerator.process_index
-        acc = rewards[:, self._kf_acc_index]
-        need = self._kf_needs_score(acc[rank * n : (rank + 1) * n], completion_ids_list)
-        scores, real_logp = self._kf_completion_reliance(inputs, probe_frames, completion_ids_list, need)
-        gap = saliency_gap.repeat_interleave(g, dim=0)  # per completion
-        reliance = combine_probes(scores, args.kf_probe_bonus, gap, args.kf_saliency_weight)
-        # Gathered in TRL's order (rank by rank), like the reward matrix.
-        all_scores, all_reliance, all_real_logp = gather(scores), gather(reliance), gather(real_logp)
-        eligible = eligible_mask(
-            acc, all_real_logp, correct_threshold=args.kf_correct_threshold, floor=args.kf_likelihood_floor
-        )  # NaN log-likelihood (not scored) is never eligible
-        correct = self._kf_correct(acc).view(-1, g)
-        centred = centred_ranks(
-            all_reliance.view(-1, g),
-            eligible.view(-1, g),
-            noise_floor=args.kf_reliance_noise_floor,
-            correct=correct if args.kf_reliance_mixed_groups_only else None,
-        ).reshape(-1)
-        if args.kf_reward == "rank":
-            alpha = float(sum(args.kf_probe_bonus))
-            column = rank_reward(centred, acc, alpha, correct_threshold=args.kf_correct_threshold)
-        else:
-            column = torch.zeros_like(acc)  # shape / gate act on the advantages (_generate_and_score_completions)
-        rewards[:, self._kf_index] = column
-        gate = reliance_gate(torch.nan_to_num(all_reliance, nan=0.0), eligible, args.kf_gate_scale)
-        self._kf_pending = dict(reliance=all_reliance, centred=centred, gate=gate, eligible=eligible, accuracy=acc)
-        # The last batch's per-completion scores, kept for diagnostics (benchmarks/bench_reliance_auc.py).
-        self.kf_last_scores = dict(self._kf_pending, per_probe=all_scores, real_logp=all_real_logp, column=column)
-        distinct = gather(self._kf_distinct_correct_groups(acc[rank * n : (rank + 1) * n], completion_ids_list))
-        self._kf_log_reliance(all_scores, all_reliance, all_real_logp, eligible, centred, gate, distinct)
-        self._kf_log_answers(inputs, completions)
-
     def _kf_correct(self, local_acc) -> torch.Tensor:
         return torch.nan_to_num(local_acc, nan=-1.0) > self.args.kf_correct_threshold
 
@@ -242,20 +208,6 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             for s in range(0, len(completion_ids_list), g)
         ]
         return torch.tensor(out, device=local_acc.device)
-
-    def _kf_needs_score(self, local_acc, completion_ids_list) -> torch.Tensor:
-        """The local completions whose reliance can change an update: correct ones; for ``rank`` / ``shape`` only in
-        groups where two correct completions differ (identical texts tie, a lone correct one has nothing to rank) and,
-        for ``shape`` or with ``kf_reliance_mixed_groups_only``, some completion is wrong."""
-        correct = self._kf_correct(local_acc)
-        if self.args.kf_reward == "gate":
-            return correct
-        g = self.num_generations
-        rankable = self._kf_distinct_correct_groups(local_acc, completion_ids_list).bool()
-        if self.args.kf_reward == "shape" or self.args.kf_reliance_mixed_groups_only:
-            # an all-correct group: GRPO's advantages are 0 (shape scales nothing), and rank skips it
-            rankable &= ~correct.view(-1, g).all(dim=1)
-        return correct & rankable.repeat_interleave(g)
 
     def _kf_completion_reliance(self, inputs, probe_frames, completion_ids_list, need):
         """``(D_ij [n, P], mean real-frame log-prob [n])`` of the completions in ``need`` (NaN for the others).
@@ -287,7 +239,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             logps[0],
             logps[1:],
             mask,
-            top_fraction=args.kf_reliance_top_fraction,
+            top_tokens=args.kf_reliance_top_tokens,
             clip=args.kf_reliance_clip,
             space=args.kf_reliance_space,
         )[: len(order)]
@@ -297,26 +249,6 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             k = position[first[(i // g, tuple(completion_ids_list[i]))]]
             scores[i], real_logp[i] = got[k], got_logp[k]
         return scores, real_logp
-
-    def _kf_log_reliance(self, scores, reliance, real_logp, eligible, centred, gate, distinct):
-        """Means over the completions that were scored (NaN-free); shares over all completions or groups."""
-        metrics, g = self._metrics["train"], self.num_generations
-        scored = ~torch.isnan(reliance)
-        metrics["kf/real/accuracy"].append(
-            torch.nanmean(self._kf_pending["accuracy"].view(-1, g), dim=1).nanmean().item()
-        )
-        metrics["kf/reliance/scored"].append(scored.float().mean().item())
-        if scored.any():
-            metrics["kf/real/logp"].append(real_logp[scored].mean().item())
-            metrics["kf/reliance/mean"].append(reliance[scored].mean().item())
-            metrics["kf/reliance/std"].append(reliance[scored].std().item() if scored.sum() > 1 else 0.0)
-            for j, kind in enumerate(self.args.kf_probes):
-                metrics[f"kf/{kind}/reliance"].append(scores[scored, j].mean().item())
-        metrics["kf/reliance/eligible"].append(eligible.float().mean().item())
-        metrics["kf/reliance/ranked_groups"].append((centred.view(-1, g) != 0).any(dim=1).float().mean().item())
-        metrics["kf/reliance/distinct_correct_groups"].append(distinct.float().mean().item())
-        if self.args.kf_reward == "gate":
-            metrics["kf/reliance/gate"].append(gate[eligible].mean().item() if eligible.any() else 0.0)
 
     def _kf_log_answers(self, inputs, completions):
         """Share of each option letter among the batch's answers (multiple-choice rows), over every rank."""
@@ -335,10 +267,10 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             for i, letter in enumerate(OPTION_LETTERS[:options]):
                 self._metrics["train"][f"kf/answer/{letter}"].append(counts[i].item() / total)
 
-    def _kf_log_alignment(self, pending, advantages, local):
+    def _kf_log_alignment(self, derived, advantages, local):
         """Spearman(D, advantage) among each group's correct completions, averaged over the groups where both vary."""
         g = self.num_generations
-        reliance, eligible = pending["reliance"][local].view(-1, g), pending["eligible"][local].view(-1, g)
+        reliance, eligible = derived["reliance"][local].view(-1, g), derived["eligible"][local].view(-1, g)
         adv = advantages.view(-1, g)
         values = [spearman(reliance[i][eligible[i]], adv[i][eligible[i]]) for i in range(adv.size(0))]
         values = [v for v in values if v == v]
@@ -360,40 +292,23 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             for i, row in enumerate(rows):
                 # Keyed by the group's place in the global batch, not by (rank, local index): a group gets the same
                 # probe however many processes share the batch (tests/test_multirank.py).
-                rng = probe_rng(args.seed, self.state.global_step, first + i, kind)
+                # A second generation batch in one optimizer step (steps_per_generation < gradient accumulation)
+                # draws other probes.
+                rng = probe_rng(args.seed, *self._kf_generation, first + i, kind)
                 probe_frames, probe_saliency = perturb_row(kind, row, rng, args.kf_probe_fraction)
                 frames_j.append(probe_frames)
                 gap[i, j] = saliency_gap(kind, row.get("saliency"), probe_saliency)
             frames.append(frames_j)
         return frames, gap
 
-    def _kf_probe_scores(self, rows, probe_frames, rewards, completion_ids_list) -> torch.Tensor:
-        """(rows × probes) probe statistics: accuracy on the probe frames (sampled) or the log-prob gap (likelihood)."""
-        args, g = self.args, self.num_generations
-        if args.kf_probe_mode == "sample":
-            columns = [self._kf_probe_accuracy(rows, frames, args.kf_probe_generations) for frames in probe_frames]
-            return torch.stack(columns, dim=1)
-        n, rank = len(rows), self.accelerator.process_index
-        local = rewards[rank * n * g : (rank + 1) * n * g, self._kf_acc_index].view(n, g)
-        targets = self._kf_targets(rows, local, completion_ids_list, g)
+    def _kf_likelihood_gaps(self, rows, probe_frames, local_acc, completion_ids_list) -> torch.Tensor:
+        """(rows × probes) per-token log-prob gap of each row's target, real frames minus the probe's (nats)."""
+        g = self.num_generations
+        targets = self._kf_targets(rows, local_acc.view(len(rows), g), completion_ids_list, g)
         real_frames = [list(r.get("images") or []) for r in rows]
         # One teacher-forced pass per frame set: real first, then each probe.
         lp = torch.stack([self._kf_target_logps(rows, frames, targets) for frames in [real_frames, *probe_frames]])
         return (lp[0:1] - lp[1:]).T.contiguous()
-
-    def _kf_log(self, real_acc, scores, gap, per_probe):
-        metrics = self._metrics["train"]
-        p = torch.nanmean(real_acc, dim=1)
-        metrics["kf/real/accuracy"].append(p.mean().item())
-        for j, kind in enumerate(self.args.kf_probes):
-            if self.args.kf_probe_mode == "sample":
-                metrics[f"kf/{kind}/accuracy"].append(scores[:, j].mean().item())
-                metrics[f"kf/{kind}/gap"].append((p - scores[:, j]).mean().item())
-            else:
-                metrics[f"kf/{kind}/gap"].append(scores[:, j].mean().item())  # log-prob gap, nats/token
-            metrics[f"kf/{kind}/bonus"].append(per_probe[:, j].mean().item())
-            if kind not in ORDER_PROBES:
-                metrics[f"kf/{kind}/saliency_gap"].append(gap[:, j].mean().item())
 
     def _kf_log_time(self, start):
         metrics = self._metrics["train"]
@@ -403,15 +318,21 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             metrics["kf/probe_time_share"].append((now - start) / max(now - self._kf_last_call, 1e-9))
         self._kf_last_call = now
 
-    def _kf_probe_accuracy(self, rows, frames, num_probe_generations: int) -> torch.Tensor:
-        """Mean accuracy of ``num_probe_generations`` sampled completions per row on ``frames``."""
-        prompts, row_of = [], []
-        for i, (row, f) in enumerate(zip(rows, frames)):
-            for _ in range(num_probe_generations):
-                prompts.append(probe_prompt(row["prompt"], f))
-                row_of.append(i)
+    def _kf_probe_accuracy(self, rows, probe_frames, probed) -> torch.Tensor:
+        """(rows × probes) mean accuracy of G_p sampled completions per probe on the probe's frames; NaN for the rows
+        not in ``probed``. Every probe of every probed row in one generation call, padded to the largest rank's count
+        (vLLM and ZeRO-3 generate collectively; TRL slices the gathered prompts by rank)."""
+        device, g_p = self.accelerator.device, self.args.kf_probe_generations
+        out = torch.full((len(rows), len(probe_frames)), float("nan"), device=device)
+        wanted = [(i, j) for i in probed.nonzero().flatten().tolist() for j in range(len(probe_frames))]
+        most = int(gather(torch.tensor([len(wanted)], device=device)).max().item())
+        if most == 0:
+            return out
+        calls = wanted + [wanted[0] if wanted else (0, 0)] * (most - len(wanted))
+        prompts = [probe_prompt(rows[i]["prompt"], probe_frames[j][i]) for i, j in calls for _ in range(g_p)]
+        row_of = [i for i, _ in calls for _ in range(g_p)]
         prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
-        # Each probe row is its own prompt (num_generations=1): G_p rows per group were built above.
+        # Each probe prompt is its own prompt (num_generations=1): G_p copies per (row, probe) were built above.
         completion_ids, _ = self._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations=1)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         if is_conversational({"prompt": prompts[0]}):
@@ -428,8 +349,11 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             log_metric=lambda *a, **k: None,
             **columns,
         )
-        acc = torch.tensor([float("nan") if a is None else a for a in acc], device=self.accelerator.device)
-        return torch.nanmean(acc.view(len(rows), num_probe_generations), dim=1).nan_to_num(0.0)
+        acc = torch.tensor([float("nan") if a is None else a for a in acc], device=device)
+        mean = torch.nanmean(acc.view(len(calls), g_p), dim=1).nan_to_num(0.0)
+        for k, (i, j) in enumerate(wanted):
+            out[i, j] = mean[k]
+        return out
 
     def _kf_targets(self, rows, local_acc, completion_ids_list, g) -> list[list[int]]:
         """Token ids of the answer each row's likelihood probes score."""
@@ -484,20 +408,25 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             if key in forward:
                 forward[key] = torch.cat([forward[key], forward[key].new_zeros(target.shape)], dim=1)
         model, adapter = self.model, contextlib.nullcontext()
+        restore = model.training  # scored without dropout (nor LoRA dropout): D must not be a draw of noise
         if scorer == "reference":
             if self.ref_model is not None:
                 model = self.ref_model
             else:  # PEFT: the base model (or the initial "ref" adapter), as TRL's KL term does
                 unwrapped = self.accelerator.unwrap_model(self.model)
                 adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
-        with adapter:
-            logps, _, _ = self._get_per_token_logps_and_entropies(
-                model,
-                input_ids,
-                attention_mask,
-                target.size(1),
-                batch_size=self.args.per_device_train_batch_size,
-                num_images=[len(f) for f in frames] if has_images else None,
-                **forward,
-            )
+        try:
+            model.eval()
+            with adapter:
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    target.size(1),
+                    batch_size=self.args.per_device_train_batch_size,
+                    num_images=[len(f) for f in frames] if has_images else None,
+                    **forward,
+                )
+        finally:
+            model.train(restore)
         return logps, target_mask.to(logps.dtype)

@@ -242,6 +242,35 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
     assert res["accuracy_shuffled"] == 0.0 and res["frame_sensitivity"] == pytest.approx(share_a)
 
 
+def test_blind_probe_answers_the_question_without_frames(tiny_model_dir, layouts, tmp_path, monkeypatch):
+    """A stub that answers A when it sees frames and B when it sees none: the blind accuracy is the share of B."""
+    import kfgrpo.eval.run as run
+
+    seen = []
+
+    class FrameAware:
+        def __init__(self, args, model_args=None):
+            pass
+
+        def generate(self, conversations):
+            counts = [len(run.conversation_images(c)) for c in conversations]
+            seen.extend(counts)
+            return ["<answer>A</answer>" if n else "<answer>B</answer>" for n in counts]
+
+    monkeypatch.setattr(run, "HFBackend", FrameAware)
+    res = evaluate(
+        EvalArgs(model="m", benchmark="videomme", data=str(layouts["videomme"]), output=str(tmp_path), num_frames=3,
+                 probe="blind"),
+        progress=False,
+    )  # fmt: skip
+    rows = [r for r in read_benchmark("videomme", str(layouts["videomme"])) if r["id"] != "missing-1"]
+    share = {x: sum(r["solution"] == x for r in rows) / len(rows) for x in "AB"}
+    assert seen.count(0) == len(rows) and seen.count(3) == len(rows)  # each question with its frames, then without
+    assert res["accuracy"] == pytest.approx(share["A"]) and res["accuracy_blind"] == pytest.approx(share["B"])
+    assert res["blind_gap"] == pytest.approx(share["A"] - share["B"])
+    assert "frame_sensitivity" not in res
+
+
 def test_eval_plot(tmp_path, tiny_model_dir, layouts):
     dirs = []
     for frames in ("tad", "uniform"):

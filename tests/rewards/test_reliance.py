@@ -18,20 +18,35 @@ from kfgrpo.rewards.reliance import (
 )
 
 
-def test_reliance_is_the_top_fraction_mean_of_clipped_gaps_with_the_right_sign():
+def test_reliance_is_the_top_k_sum_over_k_of_clipped_gaps_with_the_right_sign():
     real = torch.tensor([[-0.1, -0.2, -0.3, -0.4], [-1.0, -1.0, 0.0, 0.0]])
     probe = torch.tensor([[[-3.1, -0.2, -0.4, -9.9], [-1.0, -2.0, 0.0, 0.0]]])  # one probe
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    # gaps row 0: 3.0, 0.0, 0.1, 9.5 -> clipped at 2: 2, 0, 0.1, 2; top half (2 of 4): mean(2, 2) = 2
-    # gaps row 1 (2 valid tokens): 0, 1 -> top half (1 of 2): 1
-    d = reliance_scores(real, probe, mask, top_fraction=0.5, clip=2.0)
+    # gaps row 0: 3.0, 0.0, 0.1, 9.5 -> clipped at 2: 2, 0, 0.1, 2; top 2: (2 + 2) / 2 = 2
+    # gaps row 1 (2 valid tokens): 0, 1 -> top 2: (1 + 0) / 2
+    d = reliance_scores(real, probe, mask, top_tokens=2, clip=2.0)
     assert d.shape == (2, 1)
-    assert d[:, 0].tolist() == pytest.approx([2.0, 1.0])
-    # all tokens, no clip: the plain mean gap; positive when the probe makes the completion less likely
-    d = reliance_scores(real, probe, mask)
-    assert d[:, 0].tolist() == pytest.approx([(3.0 + 0 + 0.1 + 9.5) / 4, 0.5])
+    assert d[:, 0].tolist() == pytest.approx([2.0, 0.5])
+    # k = 4, no clip: row 1 has 2 tokens, its missing ones count 0
+    d = reliance_scores(real, probe, mask, top_tokens=4)
+    assert d[:, 0].tolist() == pytest.approx([(3.0 + 0 + 0.1 + 9.5) / 4, 1.0 / 4])
     # a probe that makes the completion *more* likely gives a negative reliance
-    assert reliance_scores(real, real.unsqueeze(0) + 0.5, mask)[:, 0].tolist() == pytest.approx([-0.5, -0.5])
+    d = reliance_scores(real, real.unsqueeze(0) + 0.5, mask, top_tokens=2)
+    assert d[:, 0].tolist() == pytest.approx([-0.5, -0.5])
+
+
+def test_reliance_does_not_grow_when_the_reasoning_is_cut():
+    """m frame-dependent tokens (gap 0.8) among T tokens: D is the same for T = 8 and T = 64 (with a share of T, as
+    before, D fell as T grew, so cutting the reasoning raised D)."""
+
+    def d(t, m=4, k=16):
+        real = torch.zeros(1, t)
+        probe = torch.zeros(1, 1, t)
+        probe[0, 0, :m] = -0.8
+        return reliance_scores(real, probe, torch.ones(1, t), top_tokens=k)[0, 0].item()
+
+    assert d(8) == pytest.approx(d(64)) == pytest.approx(4 * 0.8 / 16)
+    assert d(4) <= d(64)  # a completion of only its frame tokens gains nothing either
 
 
 def test_identical_frames_give_zero_reliance():
@@ -66,6 +81,16 @@ def test_equal_reliance_single_correct_or_spread_below_the_noise_floor_gives_a_z
     assert torch.equal(centred_ranks(close, ok, noise_floor=1e-3), torch.zeros(1, 4))
 
 
+def test_completions_within_the_noise_floor_tie_even_when_the_group_spreads():
+    """The group's spread (0.4) is above the floor, but completions 0 and 1 differ by batching noise only: they tie
+    (before, only the whole group's spread was checked and they got distinct ranks)."""
+    d = torch.tensor([[0.5, 0.5 + 1e-6, 0.1, 0.3]])
+    ok = torch.ones(1, 4, dtype=torch.bool)
+    c = centred_ranks(d, ok, noise_floor=1e-3)
+    assert c[0, 0] == c[0, 1]
+    assert c[0].tolist() == pytest.approx([1 / 3, 1 / 3, -0.5, -1 / 6])  # ranks 2.5, 2.5, 0, 1 (of 0..3) / 3 − 1/2
+
+
 def test_eligibility_needs_a_correct_answer_and_the_likelihood_floor():
     acc = torch.tensor([1.0, 1.0, 0.0, float("nan"), 0.5])
     logp = torch.tensor([-0.2, -3.0, -0.1, -0.1, -0.4])
@@ -80,6 +105,16 @@ def test_rank_reward_keeps_correct_above_incorrect_and_caps_partial_credit():
     assert (acc + r)[[0, 1, 3]].min() >= 0.1 - 1e-6 and (acc + r)[2] <= 0.1
 
 
+def test_rank_reward_cap_is_in_the_weighted_units_trl_sums():
+    """reward_weights [0.2 (accuracy), 1 (column)]: the cap must hold for 0.2·acc + 1·column, not acc + column."""
+    c = torch.tensor([-0.5, 0.5, 0.0, 0.0])
+    acc = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    r = rank_reward(c, acc, 0.6, correct_threshold=0.1, accuracy_weight=0.2, column_weight=1.0)
+    total = 0.2 * acc + r
+    assert total[:2].min() >= 0.2 * 0.1 - 1e-6 >= total[2:].max() - 1e-6
+    assert r[0].item() == pytest.approx(-0.2 * 0.9)
+
+
 def test_shaping_and_gating_touch_only_positive_advantages():
     adv = torch.tensor([1.0, 1.0, -1.0, 0.0])
     c = torch.tensor([0.5, -0.5, 0.5, 0.0])
@@ -90,6 +125,16 @@ def test_shaping_and_gating_touch_only_positive_advantages():
     g = reliance_gate(d, ok, 0.5)
     assert g.tolist() == pytest.approx([1 - math.exp(-1), 0.0, 1 - math.exp(-4), 0.0])
     assert gate_advantages(adv, g).tolist() == pytest.approx([1 - math.exp(-1), 0.0, -1.0, 0.0])
+
+
+def test_gate_leaves_incorrect_completions_alone():
+    """An all-wrong group where a better-formatted wrong answer has a positive advantage: it keeps it (before, every
+    ineligible completion was gated to 0, so format learning stopped). A correct one below the likelihood floor gets 0."""
+    d = torch.tensor([float("nan"), float("nan"), 0.5, float("nan")])
+    eligible = torch.tensor([False, False, True, False])
+    correct = torch.tensor([False, False, True, True])
+    g = reliance_gate(d, eligible, 0.5, correct=correct)
+    assert g.tolist() == pytest.approx([1.0, 1.0, 1 - math.exp(-1), 0.0])
 
 
 def test_spearman():
@@ -113,7 +158,7 @@ def test_probability_space_gaps_favour_tokens_the_real_frames_made_likely():
     real = torch.log(torch.tensor([[0.9], [0.05]]))
     probe = torch.log(torch.tensor([[[0.1], [0.005]]]))
     mask = torch.ones(2, 1)
-    d_log = reliance_scores(real, probe, mask)[:, 0]
-    d_prob = reliance_scores(real, probe, mask, space="prob")[:, 0]
+    d_log = reliance_scores(real, probe, mask, top_tokens=1)[:, 0]
+    d_prob = reliance_scores(real, probe, mask, space="prob", top_tokens=1)[:, 0]
     assert d_log[1] > d_log[0]
     assert d_prob.tolist() == pytest.approx([0.8, 0.045])

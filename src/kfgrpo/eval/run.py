@@ -44,7 +44,12 @@ class EvalArgs:
     num_frames: int = field(default=16, metadata={"help": "Frames per question (K)."})
     video_root: str | None = field(default=None, metadata={"help": "Override where the benchmark's videos are."})
     probe: str | None = field(
-        default=None, metadata={"help": "`shuffle`: also answer on shuffled frames and report frame sensitivity."}
+        default=None,
+        metadata={
+            "help": "`shuffle`: also answer on shuffled frames and report frame sensitivity (accuracy minus "
+            "accuracy_shuffled). `blind`: also answer with no frame at all (the question alone) and report "
+            "accuracy_blind and blind_gap (accuracy minus accuracy_blind): what the text alone answers."
+        },
     )
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
@@ -80,8 +85,8 @@ class EvalArgs:
             raise ValueError(f"--benchmark must be one of {BENCHMARKS}")
         if self.frames not in ("tad", "uniform"):
             raise ValueError("--frames must be tad or uniform")
-        if self.probe not in (None, "shuffle"):
-            raise ValueError("--probe must be shuffle")
+        if self.probe not in (None, "shuffle", "blind"):
+            raise ValueError("--probe must be shuffle or blind")
         if self.backend not in ("hf", "vllm"):
             raise ValueError("--backend must be hf or vllm")
         if self.protocol not in PROTOCOLS:
@@ -163,7 +168,8 @@ class _VLLMBackend:
         requests = []
         for conv in conversations:
             text = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-            requests.append({"prompt": text, "multi_modal_data": {"image": conversation_images(conv)}})
+            images = conversation_images(conv)  # none for the blind probe: a text-only request
+            requests.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
         return [o.outputs[0].text for o in self.llm.generate(requests, self.params, use_tqdm=False)]
 
 
@@ -276,8 +282,8 @@ def evaluate(
             conversations = [build_conversation(r, s.frames, s.timestamps, prompt_args, protocol) for r, s in prepared]
             predictions = backend.generate(conversations) if conversations else []
             probe_predictions = None
-            if args.probe == "shuffle" and prepared:
-                probe_predictions = backend.generate(_shuffled(prepared, args, prompt_args, protocol))
+            if args.probe and prepared:
+                probe_predictions = backend.generate(_probed(prepared, args, prompt_args, protocol))
             records = _score(prepared, predictions, probe_predictions, protocol) + unreadable
             append_lines(path, [json.dumps(rec) for rec in records])  # whole lines: a kill tears the last at most
             done.update((rec["id"], rec) for rec in records)
@@ -366,11 +372,12 @@ def _select_frames(rows, args: EvalArgs, cfg: TADConfig, last_video: dict):
     return prepared, unreadable
 
 
-def _shuffled(prepared, args: EvalArgs, prompt_args: PromptArguments, protocol=None):
-    """The training ``shuffle`` probe on every question: frames permuted, the text (stated timestamps too) unchanged."""
+def _probed(prepared, args: EvalArgs, prompt_args: PromptArguments, protocol=None):
+    """The training probe ``args.probe`` on every question (``shuffle``: frames permuted; ``blind``: no frame), the
+    text (stated timestamps too) unchanged."""
     out = []
     for row, sel in prepared:
-        frames, _ = perturb("shuffle", sel.frames, probe_rng(args.seed, row["id"]))
+        frames, _ = perturb(args.probe, sel.frames, probe_rng(args.seed, row["id"]))
         out.append(build_conversation(row, frames, sel.timestamps, prompt_args, protocol))
     return out
 
@@ -438,6 +445,11 @@ def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start,
     regression = [r["score"] for r in records if r.get("problem_type") == "regression"]
     if regression:
         results["mean_mra" if args.protocol == "video-r1" else "regression_score"] = sum(regression) / len(regression)
+    if args.probe == "blind":
+        blind_acc = protocol.aggregate([dict(r, score=r["probe_score"]) for r in records])
+        results["accuracy_blind"] = blind_acc
+        results["blind_gap"] = accuracy - blind_acc  # what the frames add over the question alone
+        results["per_category_blind"] = _breakdown(records, "probe_score")
     if args.probe == "shuffle":
         probe_acc = protocol.aggregate([dict(r, score=r["probe_score"]) for r in records])
         # Accuracy with the real frames minus accuracy with the same frames shuffled (same prompt text).

@@ -3,9 +3,9 @@
     accelerate launch ... -m kfgrpo.testing.multirank RECORD_DIR <kfgrpo train arguments>
 
 Every rank writes ``RECORD_DIR/rank<r>.json``: the ids of the prompts of the groups it held at each generation, and
-the gathered per-group tensors the bonus is computed from (real accuracy, probe statistics, saliency gap) with the
-bonus itself (``kf_reward: group``), or the gathered per-completion reliance, real-frame log-likelihood, centred rank
-and reward column (``rank | shape | gate``); rank 0 adds the logged ``kf/*`` metrics. ``text_hash_score`` is an accuracy for random-weight models: a
+the gathered tensors the ``kf_reward`` rule is computed from (real accuracy; probe statistics: sampled accuracy or
+likelihood gap per group, or per-completion reliance with its real-frame log-likelihood and centred rank; saliency
+gap) with the rule's reward column and advantage factor; rank 0 adds the logged ``kf/*`` metrics. ``text_hash_score`` is an accuracy for random-weight models: a
 deterministic function of the completion's text spread over [0, 1], so the bonus, its gates and the probe accuracies
 all take non-trivial values that depend on what the model generated from the frames.
 """
@@ -26,6 +26,12 @@ def text_hash_score(completions, **kwargs) -> list[float]:
     return [int(hashlib.sha256(completion_text(c).encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
 
 
+def position_score(completions, **kwargs) -> list[float]:
+    """i mod 4 / 4 for the i-th completion of a call: a reward with spread inside every group of 4 even when the G
+    completions are one text (``top_k: 1``), the same on one process as on ranks that hold whole groups."""
+    return [(i % 4) / 4 for i in range(len(completions))]
+
+
 def main(argv: list[str]) -> None:
     import kfgrpo.trainer as trainer_module
     from kfgrpo.train import cli
@@ -33,39 +39,33 @@ def main(argv: list[str]) -> None:
     record_dir = Path(argv[0])
     record_dir.mkdir(parents=True, exist_ok=True)
     steps: list[dict] = []
-    original_bonus, original_sets = trainer_module.keyframe_bonus, trainer_module.KFGRPOTrainer._kf_probe_sets
-
-    def bonus(real_acc, scores, alphas, saliency_gap=None, **rule):
-        out, per_probe = original_bonus(real_acc, scores, alphas, saliency_gap=saliency_gap, **rule)
-        steps[-1].update(
-            real_accuracy=real_acc.tolist(),
-            probe_scores=scores.tolist(),
-            saliency_gap=saliency_gap.tolist() if saliency_gap is not None else None,
-            bonus=out.tolist(),
-        )
-        return out, per_probe
+    original_sets = trainer_module.KFGRPOTrainer._kf_probe_sets
+    original_rewards = trainer_module.KFGRPOTrainer._calculate_rewards
 
     def probe_sets(self, rows):
         steps.append(dict(step=self.state.global_step, local_ids=[r["id"] for r in rows]))
         return original_sets(self, rows)
 
-    original_reliance = trainer_module.KFGRPOTrainer._kf_reliance
-
-    def reliance(self, *args, **kwargs):
-        original_reliance(self, *args, **kwargs)
-        scores = self.kf_last_scores
+    def calculate_rewards(self, *args, **kwargs):
+        rewards = original_rewards(self, *args, **kwargs)
+        batch, pending = self.kf_last_batch, self._kf_pending
+        if batch is None or not steps or "real_accuracy" in steps[-1]:
+            return rewards
+        listed = lambda t: None if t is None else t.tolist()  # noqa: E731
+        scores = next(t for t in (batch.probe_accuracy, batch.probe_logp_gap, batch.per_probe) if t is not None)
         steps[-1].update(
-            real_accuracy=scores["accuracy"].tolist(),
-            probe_scores=scores["per_probe"].tolist(),
-            real_logp=scores["real_logp"].tolist(),
-            centred=scores["centred"].tolist(),
-            bonus=scores["column"].tolist(),
-            saliency_gap=None,
+            real_accuracy=batch.accuracy.tolist(),
+            probe_scores=scores.tolist(),
+            saliency_gap=batch.saliency_gap.tolist(),
+            real_logp=listed(batch.real_logp),
+            centred=listed(batch.derived.get("centred")),
+            bonus=rewards[:, self._kf_index].tolist(),
+            factor=listed(pending["factor"]),
         )
+        return rewards
 
-    trainer_module.keyframe_bonus = bonus
     trainer_module.KFGRPOTrainer._kf_probe_sets = probe_sets
-    trainer_module.KFGRPOTrainer._kf_reliance = reliance
+    trainer_module.KFGRPOTrainer._calculate_rewards = calculate_rewards
     trainer = cli(argv[1:])
     rank = trainer.accelerator.process_index
     record = dict(rank=rank, world_size=trainer.accelerator.num_processes, steps=steps)
