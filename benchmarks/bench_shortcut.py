@@ -14,11 +14,13 @@ Stages (each skipped when its output exists, so an interrupted run resumes):
    (``--split test``, seed 1, 200 videos) or the tuning split (``--split tune``, seed 2): the knobs of
    ``recipes/tiny-cpu/shortcut.yaml`` were chosen on the tuning split with RL seed 0, never on the held-out split;
 3. TAD keyframes for both training splits (``recipes/tiny-cpu/tad.yaml``, K = 8);
-4. the warm start: the demo's SFT stage (``recipes/tiny-cpu/sft.yaml``, ``--sft-epochs`` 16) on ``warm``; a model that
+4. the warm start: the demo's SFT stage (``recipes/tiny-cpu/sft.yaml``; ``--sft-epochs`` overrides) on ``warm``; a model that
    reads its frames about as well as a pretrained one would, and has never seen the cue (``--warm-start DIR``
    takes an existing one, e.g. ``outputs/tiny-cpu/sft`` after ``make train``: the same data and recipe);
 5. for every arm and seed: ``kfgrpo train --config recipes/tiny-cpu/shortcut.yaml`` + the arm's arguments on
-   ``train``, then ``kfgrpo eval`` (greedy, real and shuffled keyframes) on the held-out split.
+   ``train``, then ``kfgrpo eval`` (greedy, real and shuffled keyframes) on the held-out split. ``grpo-blind-filter``
+   trains on ``train`` less the questions the warm start answers right without frames (``kfgrpo blind-filter``,
+   ``--filter-samples`` N, ``--filter-threshold`` τ), run once before the arms.
 
 Writes ``--results`` (a list of runs: arm, preset, seed, accuracy, frame_sensitivity, accuracy on shortcut-consistent
 and shortcut-violating questions, the share of answers that are the shortcut letter, the logged ``kf/*`` metrics)
@@ -50,7 +52,26 @@ ARMS: dict[str, list[str]] = {
     "kf-grpo-gate": ["--kf_preset", "kf-grpo", "--kf_reward", "gate"],
     "grpo-batch": ["--kf_preset", "grpo", "--scale_rewards", "batch"],
     "kf-grpo-group-batch": ["--kf_preset", "kf-grpo", "--kf_reward", "group", "--scale_rewards", "batch"],
+    # the contrastive credit gate: positive advantages x how much the real frames caused the group's success
+    "kf-grpo-credit": [
+        "--kf_preset",
+        "kf-grpo",
+        "--kf_reward",
+        "credit",
+        "--kf_probes",
+        "shuffle",
+        "swap_salient",
+        "blind",
+        "--kf_probe_bonus",
+        "1",
+        "1",
+        "1",
+    ],
+    # its offline counterpart: plain GRPO on the questions the warm start does not answer without frames
+    "grpo-blind-filter": ["--kf_preset", "grpo"],
 }
+# Arms that train on the blind-filtered cache (kfgrpo blind-filter on the cue split, asked of the warm start).
+FILTERED_ARMS = {"grpo-blind-filter"}
 # Split -> (ChronoSynth seed, with the cue). `warm` is the training videos and questions without the cue: the warm
 # start learns to read frames from it, as a pretrained model would have, before RL meets the cue.
 # `grpo` and the new default over --seeds (paired by seed), the baselines over --baseline-seeds.
@@ -225,9 +246,11 @@ def main():
     ap.add_argument(
         "--sft-epochs",
         type=float,
-        default=16,
-        help="SFT epochs of the warm start (the recorded runs and sft.yaml: 16)",
+        default=None,
+        help="SFT epochs of the warm start (default: sft.yaml's; the recorded runs used 16 of the earlier recipe)",
     )
+    ap.add_argument("--filter-samples", type=int, default=8, help="N of the blind filter (grpo-blind-filter)")
+    ap.add_argument("--filter-threshold", type=float, default=0.5, help="τ of the blind filter (grpo-blind-filter)")
     ap.add_argument("--warm-start", default=None, help="an existing warm start instead (e.g. outputs/tiny-cpu/sft)")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `kfgrpo train` arguments, every arm")
     ap.add_argument("--eval-batch-size", type=int, default=50)
@@ -298,8 +321,7 @@ def main():
                 base,
                 "--dataset_name",
                 data / "warm-tad",
-                "--num_train_epochs",
-                args.sft_epochs,
+                *(["--num_train_epochs", args.sft_epochs] if args.sft_epochs else []),
                 "--output_dir",
                 sft,
             ),  # fmt: skip
@@ -319,6 +341,15 @@ def main():
     if args.prepare:
         return
 
+    filtered = work / "blind-filter" / "cache"
+    if FILTERED_ARMS & set(args.arms) and not (filtered / "dataset_info.json").exists():
+        times["blind filter"] = run(
+            kfgrpo("blind-filter", "--model_name_or_path", sft, "--dataset_name", cache, "--output",
+                   work / "blind-filter", "--num_samples", args.filter_samples, "--threshold", args.filter_threshold,
+                   "--question_position", "before", "--system_prompt", "", "--frame_template", "",
+                   "--timestamps_template", "", "--max_new_tokens", 72),  # the shortcut recipe's prompt and budget
+            work / "blind-filter.log",
+        )  # fmt: skip
     runs = []
     plan = [(arm, seed) for seed in sorted(set(args.seeds) | set(args.baseline_seeds)) for arm in args.arms
             if seed in (args.seeds if arm in MAIN_ARMS else args.baseline_seeds)]  # fmt: skip
@@ -328,7 +359,8 @@ def main():
         if not (out / "trainer_state.json").exists():
             times[f"train {name}"] = run(
                 kfgrpo("train", "--config", "recipes/tiny-cpu/shortcut.yaml", *ARMS[arm], "--seed", seed,
-                       "--model_name_or_path", sft, "--dataset_name", cache, "--output_dir", out, *args.extra),
+                       "--model_name_or_path", sft, "--dataset_name", filtered if arm in FILTERED_ARMS else cache,
+                       "--output_dir", out, *args.extra),
                 work / f"{name}.log",
             )  # fmt: skip
         ev = out / f"eval-{args.split}"

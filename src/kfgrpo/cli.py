@@ -32,6 +32,7 @@ COMMANDS = {
     "tad-learn": "Learn TAD's keyframe selection from a frozen model's answers; writes a TAD config that uses it.",
     "tad-plot": "Draw one video's variation curve, apexes and selected keyframes as a PNG.",
     "sft": "Supervised warm start with TRL's SFTTrainer on a TAD cache (TrlParser recipe).",
+    "blind-filter": "Drop the training questions a model answers right without their frames (text-answerable).",
     "train": "Train with KF-GRPO from a recipe (TrlParser: --config RECIPE.yaml plus overrides).",
     "eval": "Evaluate a model on Video-MME / LVBench / MVBench / a manifest, with TAD or uniform frames.",
     "eval-plot": "Plot the per-category accuracy of several eval runs side by side.",
@@ -126,6 +127,12 @@ def _tad(argv):
     if summary["failed"]:
         print(f"failed rows and reasons: {os.path.join(args.output, 'errors.jsonl')}")
     return 0
+
+
+def _blind_filter(argv):
+    from .blind_filter import cli
+
+    return cli(argv)
 
 
 def _tad_learn(argv):
@@ -228,6 +235,7 @@ HANDLERS = {
     "tad-learn": _tad_learn,
     "tad-plot": _tad_plot,
     "sft": _sft,
+    "blind-filter": _blind_filter,
     "train": _train,
     "eval": _eval,
     "eval-plot": _eval_plot,
