@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
+from kfgrpo.rewards.credit import positive_advantages_times
 from kfgrpo.rewards.reliance import (
     centred_ranks,
     combine_probes,
     eligible_mask,
-    gate_advantages,
     rank_reward,
     reliance_gate,
     reliance_scores,
-    shape_advantages,
+    shape_factor,
     spearman,
 )
 
@@ -118,13 +118,13 @@ def test_rank_reward_cap_is_in_the_weighted_units_trl_sums():
 def test_shaping_and_gating_touch_only_positive_advantages():
     adv = torch.tensor([1.0, 1.0, -1.0, 0.0])
     c = torch.tensor([0.5, -0.5, 0.5, 0.0])
-    assert shape_advantages(adv, c, 1.0).tolist() == pytest.approx([1.5, 0.5, -1.0, 0.0])
-    assert shape_advantages(adv, c, 4.0).tolist() == pytest.approx([3.0, 0.0, -1.0, 0.0])  # factor clamped at 0
+    assert positive_advantages_times(adv, shape_factor(c, 1.0)).tolist() == pytest.approx([1.5, 0.5, -1.0, 0.0])
+    assert positive_advantages_times(adv, shape_factor(c, 4.0)).tolist() == pytest.approx([3.0, 0.0, -1.0, 0.0])
     d = torch.tensor([0.5, -0.2, 2.0, 1.0])
     ok = torch.tensor([True, True, True, False])
     g = reliance_gate(d, ok, 0.5)
     assert g.tolist() == pytest.approx([1 - math.exp(-1), 0.0, 1 - math.exp(-4), 0.0])
-    assert gate_advantages(adv, g).tolist() == pytest.approx([1 - math.exp(-1), 0.0, -1.0, 0.0])
+    assert positive_advantages_times(adv, g).tolist() == pytest.approx([1 - math.exp(-1), 0.0, -1.0, 0.0])
 
 
 def test_gate_leaves_incorrect_completions_alone():

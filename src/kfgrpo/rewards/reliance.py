@@ -149,10 +149,9 @@ def rank_reward(
     return torch.maximum(alpha * centred, -margin * accuracy_weight / max(column_weight, 1e-12))
 
 
-def shape_advantages(advantages: torch.Tensor, centred: torch.Tensor, kappa: float) -> torch.Tensor:
-    """VPPO-style: positive advantages scaled by 1 + κ·c (clamped at 0); the others unchanged."""
-    factor = (1.0 + kappa * centred).clamp_min(0.0)
-    return torch.where(advantages > 0, advantages * factor, advantages)
+def shape_factor(centred: torch.Tensor, kappa: float) -> torch.Tensor:
+    """VPPO-style: the factor 1 + κ·c (clamped at 0) on a completion's positive advantage."""
+    return (1.0 + kappa * centred).clamp_min(0.0)
 
 
 def reliance_gate(
@@ -163,11 +162,6 @@ def reliance_gate(
     g = 1.0 - torch.exp(-torch.nan_to_num(reliance, nan=0.0).clamp_min(0.0) / max(scale, 1e-12))
     other = torch.zeros_like(g) if correct is None else (~correct).to(g.dtype)
     return torch.where(eligible, g, other)
-
-
-def gate_advantages(advantages: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """Positive advantages multiplied by the gate g ∈ [0, 1]; the others unchanged."""
-    return torch.where(advantages > 0, advantages * gate, advantages)
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -26,7 +26,7 @@ import torch
 
 from .credit import contrastive_credit, probe_weights
 from .keyframe import keyframe_bonus
-from .reliance import centred_ranks, combine_probes, eligible_mask, rank_reward, reliance_gate
+from .reliance import centred_ranks, combine_probes, eligible_mask, rank_reward, reliance_gate, shape_factor
 
 # Fields every rule reads.
 COMMON_KNOBS = (
@@ -283,7 +283,7 @@ class ShapeRule(RelianceRule):
     knobs = (*RELIANCE_KNOBS, "kf_shape_coef")
 
     def advantage_factor(self, batch):
-        return (1.0 + self.args.kf_shape_coef * self.state(batch)["centred"]).clamp_min(0.0)
+        return shape_factor(self.state(batch)["centred"], self.args.kf_shape_coef)
 
 
 class GateRule(RelianceRule):
