@@ -121,6 +121,9 @@ def _tad(argv):
         )
         return 0
     reused = f" ({summary['shards_reused']} finished shard(s) reused)" if summary["shards_reused"] else ""
+    if not summary["published_here"]:
+        print(f"this worker's shards are done; another worker published {args.output} ({summary['kept']} rows)")
+        return 0
     print(
         f"rows kept {summary['kept']} / failed {summary['failed']} / {summary['seconds']} s{reused} -> {args.output}"
     )

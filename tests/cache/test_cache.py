@@ -392,3 +392,38 @@ def test_videos_outside_the_root_are_refused_and_repeated_ids_made_unique(tmp_pa
         progress=False,
     )  # fmt: skip
     assert allowed["kept"] == 4
+
+
+def test_workers_finishing_together_publish_and_push_once(tmp_path, synth_train, monkeypatch, capsys):
+    """Two array tasks that finish their last shards at the same moment both find every shard done: one takes the
+    merge claim and publishes; the other waits for it, says so, and neither writes the summary nor pushes."""
+    from kfgrpo import cli, hub
+    from kfgrpo.cache import build, publish
+    from kfgrpo.cache.claims import release, try_claim
+
+    manifest = str(synth_train / "manifest.jsonl")
+    out = tmp_path / "shared"
+    args = CacheArgs(manifest, str(out), num_frames=3, shard_size=4)
+    with monkeypatch.context() as m:  # this worker's shards are done, nobody has published yet
+        m.setattr(build, "_publish", lambda *a: None)
+        assert build_tad_cache(args, SMALL, progress=False)["published"] is False
+    lock = out / ".kfgrpo-cache" / "merge.claim"
+    assert try_claim(lock, stale_after=3600)  # the other worker (alive) holds the merge claim
+    shard_dirs = sorted(p for p in (out / ".kfgrpo-cache").glob("shard-*") if p.is_dir())
+
+    def other_worker_publishes(seconds):  # the waiter's poll: the publisher finishes meanwhile
+        if lock.exists():
+            publish._merge_shards(args, SMALL, out, shard_dirs, 24)
+            release(lock)
+
+    pushes = []
+    monkeypatch.setattr(publish.time, "sleep", other_worker_publishes)
+    monkeypatch.setattr(hub, "check_push_access", lambda *a, **k: None)
+    monkeypatch.setattr(hub, "push_tad_dataset", lambda *a, **k: pushes.append(a))
+    argv = ["--manifest", manifest, "--output", str(out), "--num_frames", "3", "--shard_size", "4",
+            "--max_pixels", str(56 * 56), "--push_to_hub", "me/tad"]  # fmt: skip
+    assert cli.main(["tad", *argv]) == 0
+    said = capsys.readouterr().out
+    assert "another worker published" in said and "rows kept" not in said
+    assert pushes == [] and not (out / "summary.json").exists()
+    assert len(load_tad_dataset(out)) == 24

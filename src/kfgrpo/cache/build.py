@@ -22,7 +22,8 @@ from .shard import _line_id, _process_shard
 
 
 def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: bool = True) -> dict:
-    """Runs the stage; returns the summary ``{"kept", "failed", "seconds", "shards_reused"}``."""
+    """Runs the stage; returns the summary ``{"kept", "failed", "seconds", "shards_reused", "published",
+    "published_here"}`` (``published_here`` False: another worker finishing at the same moment published it)."""
     cfg = config or TADConfig()
     start = time.perf_counter()
     manifest = Path(args.manifest)
@@ -66,7 +67,8 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
     }
     done_lines = sum(len(shards[i]) for i in range(len(shards)) if i not in tasks)
     _run_shards(tasks, args, state, len(lines), done_lines, progress)
-    if not complete and not _publish(args, cfg, out, shard_dirs, len(lines)):
+    published = "here" if complete else _publish(args, cfg, out, shard_dirs, len(lines))
+    if published is None:
         waiting = sum(not (d / "done").exists() for d in shard_dirs)
         return dict(
             kept=None,
@@ -87,7 +89,10 @@ def build_tad_cache(args: CacheArgs, config: TADConfig | None = None, progress: 
         seconds=round(time.perf_counter() - start, 2),
         shards_reused=reused,
         published=True,
+        published_here=published == "here",
     )
+    if published == "elsewhere":  # another worker merged, writes the summary, plots and pushes
+        return summary
     write_json(out / "summary.json", summary)
     if args.plot_dir:
         plot_samples(args, cfg)

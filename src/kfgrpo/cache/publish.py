@@ -21,25 +21,27 @@ from .rows import quiet_datasets
 from .shard import remove_leftovers
 
 
-def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> bool:
-    """When every shard is done, one process (whoever takes the merge claim) publishes the dataset; False when shards
-    are still being processed elsewhere (the last process to finish publishes)."""
+def _publish(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> str | None:
+    """When every shard is done, one process (whoever takes the merge claim) publishes the dataset and gets
+    ``"here"``; a process that finished at the same moment waits for it and gets ``"elsewhere"`` (so only the
+    publisher pushes to the Hub or plots); None when shards are still being processed elsewhere (the last process to
+    finish publishes)."""
     state = out / STATE_DIR
     if not all((d / "done").exists() for d in shard_dirs):
-        return False
+        return None
     lock = state / "merge.claim"
     if not try_claim(lock, args.claim_timeout, args.claim_read_grace):
         while not (state / "complete").exists():  # another process is publishing: wait for it
             if not lock.exists() or is_stale(lock, args.claim_timeout, args.claim_read_grace):  # it died: publish here
                 return _publish(args, cfg, out, shard_dirs, total)
             time.sleep(1)
-        return True
+        return "elsewhere"
     try:
         if not (state / "complete").exists():
             _merge_shards(args, cfg, out, shard_dirs, total)
     finally:
         release(lock)
-    return True
+    return "here"
 
 
 def _merge_shards(args: CacheArgs, cfg: TADConfig, out: Path, shard_dirs: list[Path], total: int) -> None:
