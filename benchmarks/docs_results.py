@@ -354,7 +354,46 @@ PAGES = {
     "cpu-demo rl change": "docs/cpu_demo.md",
     "cpu-demo readme": "README.md",
     "cpu-demo readme time": "README.md",
+    "visual-input cpu": "docs/visual_input.md",
+    "visual-input gpu": "docs/visual_input.md",
 }
+
+
+VISUAL_LABELS = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
+GPU_LABELS = {"qwen2_5_vl": "Qwen2.5-VL-7B", "qwen3_vl": "Qwen3-VL-8B"}
+# (heading, key, cell format) per column of docs/visual_input.md's two tables
+CPU_COLUMNS = (
+    ("visual tokens", "visual_tokens", "{:,.0f}"),
+    ("prompt tokens", "prompt_tokens", "{:,.0f}"),
+    ("step time", "step_seconds", "{:.2f} s"),
+    ("activations", "activation_bytes", "{:.2f} GB"),
+)
+GPU_COLUMNS = (
+    ("prompt tokens", "prompt_tokens", "{:,.0f}"),
+    ("train step", "train_step_seconds", "{:.2f} s"),
+    ("peak memory", "train_peak_gib", "{:.1f} GiB"),
+    ("rollout", "rollout_seconds", "{:.2f} s"),
+)
+
+
+def _modes_table(data: dict, labels: dict, columns) -> str:
+    """Both modes per architecture, then the video / images ratio of every column."""
+    rows = ["| | " + " | ".join(c[0] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for arch, r in data["archs"].items():
+        for mode in ("images", "video"):
+            cells = [fmt.format(r[mode][k] / (1e9 if k == "activation_bytes" else 1)) for _, k, fmt in columns]
+            rows.append(f"| {labels[arch]}, {mode} | " + " | ".join(cells) + " |")
+        q = r["video_over_images"]
+        rows.append("| **video / images** | " + " | ".join(f"**{q[k]:.2f}**" for _, k, _ in columns) + " |")
+    return "\n".join(rows)
+
+
+def visual_input_fragments(cpu: dict, gpu: dict) -> dict[str, str]:
+    """docs/visual_input.md's two tables, from ``visual-input.json`` (CPU) and ``visual-input-gpu.json`` (H200)."""
+    return {
+        "visual-input cpu": _modes_table(cpu, VISUAL_LABELS, CPU_COLUMNS),
+        "visual-input gpu": _modes_table(gpu, GPU_LABELS, GPU_COLUMNS),
+    }
 
 
 def fragments() -> dict[str, str]:
@@ -362,6 +401,12 @@ def fragments() -> dict[str, str]:
     out.update(tuning_fragments(json.loads((RESULTS / "shortcut-tuning.json").read_text())))
     out.update(tad_learn_fragments(json.loads((RESULTS / "tad-learn.json").read_text())))
     out.update(cpu_demo_fragments(json.loads((RESULTS / "cpu-demo.json").read_text())))
+    out.update(
+        visual_input_fragments(
+            json.loads((RESULTS / "visual-input.json").read_text()),
+            json.loads((RESULTS / "visual-input-gpu.json").read_text()),
+        )
+    )
     return out
 
 

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from transformers import AutoModelForImageTextToText
 
 from kfgrpo.cli import main
@@ -161,3 +162,54 @@ def test_training_data_drops_unsupported_rows_unless_told(tmp_path):
     assert len(load_keyframe_dataset(KFScriptArguments(dataset_name=str(tmp_path / "cache")))) == 3
     keep = KFScriptArguments(dataset_name=str(tmp_path / "cache"), drop_unsupported=False)
     assert len(load_keyframe_dataset(keep)) == 5
+
+
+def test_sft_on_the_video_path(tiny_model_dir, frame_cache, tmp_path):
+    """``--visual_input video``: batches hold one video per row, the loss covers the completion only, and it equals
+    the model's own loss on the processor's video path; the saved config records the mode for `kfgrpo eval`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from kfgrpo.cache import load_tad_dataset
+    from kfgrpo.data_utils import to_grpo_dataset
+    from kfgrpo.visual_input import VideoCompletionCollator, process_prompts, to_video_prompt
+
+    rows = to_grpo_dataset(load_tad_dataset(frame_cache).select(range(2)), SFTScriptArguments(dataset_name="x"))
+    examples = [
+        dict(r, completion=[{"role": "assistant", "content": "<think>.</think><answer>A</answer>"}]) for r in rows
+    ]
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    batch = VideoCompletionCollator(processor)(examples)
+    assert batch["video_grid_thw"].shape[0] == 2 and "pixel_values" not in batch
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        loss = model(**batch).loss
+        one = process_prompts(
+            processor, [to_video_prompt(examples[0]["prompt"], rows[0]["images"], rows[0]["timestamps"])]
+        )
+        n = int((batch["labels"][0] != -100).sum())
+        completion = batch["input_ids"][0][batch["labels"][0] != -100]
+        ids = torch.cat([one["input_ids"], completion[None]], dim=1)
+        types = torch.cat([one["mm_token_type_ids"], torch.zeros(1, n, dtype=torch.long)], dim=1)
+        kwargs = {k: one[k] for k in ("pixel_values_videos", "video_grid_thw") if k in one}
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types, **kwargs).logits
+        first = torch.nn.functional.cross_entropy(logits[0, -n - 1 : -1], completion)
+    assert batch["labels"][0].tolist().count(-100) == batch["attention_mask"][0].sum() - n  # prompt masked
+    assert torch.isfinite(loss) and 0 < n < 30
+    batch1 = VideoCompletionCollator(processor)(examples[:1])
+    with torch.no_grad():
+        assert model(**batch1).loss.item() == pytest.approx(first.item(), rel=1e-5)
+    out = tmp_path / "sft"
+    args = [
+        "sft",
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--dataset_name",
+        str(frame_cache),
+        "--output_dir",
+        str(out),
+    ]
+    args += ["--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true", "--bf16", "false"]
+    args += ["--save_strategy", "no", "--report_to", "none", "--logging_steps", "1", "--visual_input", "video"]
+    assert main(args) == 0
+    assert AutoConfig.from_pretrained(out).kfgrpo_visual_input == "video"

@@ -28,7 +28,15 @@ def test_overridden_hook_signature():
         "completion_ids_list",
     ]
     overridden = {name for name, fn in vars(KFGRPOTrainer).items() if callable(fn) and hasattr(GRPOTrainer, name)}
-    assert overridden == {"__init__", "_calculate_rewards", "_generate_and_score_completions", "create_model_card"}
+    assert overridden == {
+        "__init__",
+        "_calculate_rewards",
+        "_generate_and_score_completions",
+        "create_model_card",
+        "compute_loss",  # public: sets the batch's videos (visual_input: video)
+        "_tokenize_prompts",  # video prompts through the processor's video path (test_video_hooks below)
+        "_get_per_token_logps_and_entropies",  # TRL's, chunk by chunk, with each chunk's videos in the forward
+    }
     assert _params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
     source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
     # the wrapper reads the local slice of the advantages, computed after the rewards of the same call
@@ -162,3 +170,39 @@ def test_trainer_attributes_used():
         "self.reward_weights",
     ):
         assert attr in src, attr
+
+
+def test_video_hooks():
+    """``visual_input: video`` (kfgrpo.visual_input) relies on TRL 1.16 wiring images only and on how it moves
+    per-token and per-sample fields; an upgrade that wires videos itself fails here: use its path instead."""
+    import torch
+    from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "pixel_values_videos" not in source and "video_grid_thw" not in source, "TRL now wires videos"
+    # rows without `images`: the text-only branch, no image kwargs in TRL's forwards (kfgrpo adds the videos)
+    assert 'if "images" in inputs[0]:' in source and "forward_kwargs = {}" in source
+    assert source.count("self._get_per_token_logps_and_entropies(") >= 2  # old and reference log-probs
+    assert "prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)" in inspect.getsource(
+        GRPOTrainer._generate
+    )
+    single = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "isinstance(v, list) and v and isinstance(v[0], list)" in single  # per-token lists are left-padded
+    assert "generate_inputs[k] = v" in single  # tensors (pixel_values_videos, video_grid_thw) reach generate
+    assert _params(GRPOTrainer.compute_loss) == ["self", "model", "inputs", "return_outputs", "num_items_in_batch"]
+    assert "self._get_per_token_logps_and_entropies(" in inspect.getsource(GRPOTrainer._compute_loss)
+    logps = inspect.getsource(GRPOTrainer._get_per_token_logps_and_entropies)
+    assert "outputs = model(**model_inputs" in logps  # a forward pre-hook on `model` sees every chunk
+    assert _params(GRPOTrainer._get_per_token_logps_and_entropies)[5:8] == [
+        "batch_size",
+        "compute_entropy",
+        "compute_aux_loss",
+    ]
+    # kf_videos, a list of per-sample dicts, travels with the rollouts through TRL's shuffle and split
+    batch = {"x": torch.arange(4), "kf_videos": [{"i": i} for i in range(4)], "n": torch.tensor(4)}
+    shuffled = shuffle_sequence_dict(batch)
+    assert [v["i"] for v in shuffled["kf_videos"]] == shuffled["x"].tolist()
+    halves = split_tensor_dict(shuffled, 2)
+    assert [[v["i"] for v in h["kf_videos"]] for h in halves] == [h["x"].tolist() for h in halves]
+    init = inspect.getsource(GRPOTrainer.__init__)
+    assert 'convert_tokens_to_ids("<|video_pad|>")' in init and "self.generation_kwargs = generation_kwargs" in init

@@ -92,6 +92,16 @@ class KFGRPOConfig(GRPOConfig):
     factor on positive advantages after TRL's normalization (``shape``, ``gate``, ``credit``).
     """
 
+    visual_input: str = field(
+        default="images",
+        metadata={
+            "help": "How the cached keyframes reach the model, in rollouts, the training forward, the reference model "
+            "and every probe: `images` (one image per keyframe; any VLM) or `video` (the K keyframes as one video with "
+            "their true times; Qwen2-VL, Qwen2.5-VL, Qwen3-VL), half the visual tokens at the same frames and pixels, "
+            "and the input lmms-eval and vLLM serving give these models (docs/visual_input.md). `video` runs on the "
+            "transformers generation path (use_vllm: false)."
+        },
+    )
     kf_preset: str = field(default="kf-grpo", metadata={"help": f"Preset for unset kf_* fields: one of {PRESETS}."})
     kf_probes: list[str] | None = field(
         default=None,
@@ -320,6 +330,15 @@ class KFGRPOConfig(GRPOConfig):
         from .hub import move_hub_token_to_environment
 
         move_hub_token_to_environment(self)  # never pickled into training_args.bin
+        from .visual_input import VISUAL_INPUTS
+
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(f"visual_input must be one of {VISUAL_INPUTS}, got {self.visual_input!r}")
+        if self.visual_input == "video" and self.use_vllm:
+            raise ValueError(
+                "visual_input: video generates with transformers (vLLM's video inputs are not wired to TRL 1.16's "
+                "vLLM client): set use_vllm: false, or visual_input: images"
+            )
         if self.kf_preset not in PRESETS:
             raise ValueError(f"kf_preset must be one of {PRESETS}, got {self.kf_preset!r}")
         user_set = self._kf_knobs_set()

@@ -62,8 +62,20 @@ class SFTScriptArguments(KFScriptArguments):
         },
     )
 
+    visual_input: str = field(
+        default="images",
+        metadata={
+            "help": "How the keyframes reach the model: `images` or `video` (one video with their times; Qwen-VL "
+            "models): as `kfgrpo train --visual_input`, so a warm start sees the input RL will (docs/visual_input.md)."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        from .visual_input import VISUAL_INPUTS
+
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(f"visual_input must be one of {VISUAL_INPUTS}, got {self.visual_input!r}")
         if self.open_copies is not None and self.open_copies < 1:
             raise ValueError("open_copies must be at least 1")
         if self.option_orders < 1:
@@ -102,6 +114,11 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         return None
     from trl import get_peft_config
 
+    video = script_args.visual_input == "video"
+    if video:
+        from .visual_input import check_video_recipe
+
+        check_video_recipe(model_args.model_name_or_path, script_args.frame_template, model_args.model_revision)
     if training_args.push_to_hub:  # before the first step
         from .hub import check_push_access
         from .train import hub_repo_id
@@ -122,15 +139,26 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
         desc="targets",
     )
     keep = ("prompt", "completion", "images", "frames_key")  # frames_key: the join to the per-video frame table
+    keep += ("timestamps",) if video else ()  # the video's times
     data = data.remove_columns([c for c in data.column_names if c not in keep])
-    if frame_join_of(data) is not None:
+    if frame_join_of(data) is not None or video:
         training_args.remove_unused_columns = False  # columns are pruned above; the join still needs frames_key
+    extra = {}
+    if video:  # TRL's SFT collator wires images only
+        from .visual_input import VideoCompletionCollator
+
+        processor = model_utils.load_processor(model_args)
+        extra = dict(
+            processing_class=processor, data_collator=VideoCompletionCollator(processor, training_args.max_length)
+        )
     trainer = KFSFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
         train_dataset=data,
         peft_config=get_peft_config(model_args),
+        **extra,
     )
+    trainer.model.config.kfgrpo_visual_input = script_args.visual_input  # read by `kfgrpo eval --visual_input auto`
     if model_args.freeze_vision_modules:
         model_utils.freeze_vision_modules(trainer.model)
     result = trainer.train(resume_from_checkpoint=model_utils.last_checkpoint(training_args))

@@ -38,6 +38,10 @@ def main(script_args: KFScriptArguments, training_args: KFGRPOConfig, model_args
     from .trainer import KFGRPOTrainer
 
     check_model_family(model_args.model_name_or_path, training_args, model_args.model_revision)
+    if training_args.visual_input == "video":
+        from .visual_input import check_video_recipe
+
+        check_video_recipe(model_args.model_name_or_path, script_args.frame_template, model_args.model_revision)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if training_args.push_to_hub:  # before the first step, not after hours of training
         from .hub import check_push_access

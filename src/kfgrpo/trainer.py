@@ -46,6 +46,15 @@ from .rewards.keyframe import kf_contrastive_reward
 from .rewards.reliance import reliance_scores, spearman
 from .rewards.rules import ProbeBatch, make_rule
 from .rewards.utils import completion_text
+from .visual_input import (
+    VIDEO_FORWARD_KEYS,
+    has_video,
+    merge_videos,
+    per_sample_videos,
+    process_prompts,
+    to_video_prompt,
+    videos_in_forward,
+)
 from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
 
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
@@ -99,6 +108,21 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         if args.use_vllm:
             patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
             suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
+        self._kf_video = args.visual_input == "video"
+        # Saved with every checkpoint (config.json): `kfgrpo eval --visual_input auto` evaluates on the trained mode.
+        self.model.config.kfgrpo_visual_input = args.visual_input
+        self._kf_rows = None  # the generation batch's rows as cached (frames in `images`): what the probes perturb
+        self._kf_video_scope = None  # per-sample video inputs of the forwards being run (video mode)
+        self._kf_capture_videos = False  # the next `_tokenize_prompts` call is the rollouts': keep its videos
+        if self._kf_video:
+            from .visual_input import check_video_model
+
+            check_video_model(self.model.config.model_type)
+            # A sampled video placeholder would mismatch the video features, as TRL guards image ones.
+            video_token = self._video_pad_token_id
+            suppress = list(self.generation_kwargs.get("suppress_tokens") or [])
+            self.generation_kwargs["suppress_tokens"] = [*suppress, video_token]
+            self.generation_config.suppress_tokens = [*suppress, video_token]
         self._kf_last_call = None
         self._kf_pending = None  # the current generation batch's ProbeBatch and advantage factor
         self._kf_generation = (-1, 0)  # (global step, generation batch within it): keys the probe draws
@@ -135,6 +159,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             return rewards
         start = time.perf_counter()
         g, rule = self.num_generations, self.kf_rule
+        inputs = self._kf_rows if self._kf_video else inputs  # the rows as cached: frames in `images`
         rows = inputs[::g]  # one row per local group (rows arrive repeated G times)
         n, rank = len(inputs), self.accelerator.process_index
         local = slice(rank * n, (rank + 1) * n)
@@ -176,7 +201,22 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         if self.model.training:
             step, index = self._kf_generation
             self._kf_generation = (self.state.global_step, index + 1 if step == self.state.global_step else 0)
-        output = super()._generate_and_score_completions(inputs)
+        self._kf_rows = inputs
+        if self._kf_video:  # each row's keyframes become one video part of its prompt; TRL sees no `images`
+            inputs = [
+                {
+                    **{k: v for k, v in row.items() if k != "images"},
+                    "prompt": self._kf_video_prompt(row, row["images"]),
+                }
+                for row in inputs
+            ]
+            self._kf_capture_videos = True
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            if self._kf_video:  # per-sample video inputs: TRL shuffles and splits lists with the rollouts
+                output["kf_videos"] = self._kf_video_scope
+        finally:
+            self._kf_capture_videos, self._kf_video_scope, self._kf_rows = False, None, None
         pending, self._kf_pending = self._kf_pending, None
         if pending is None:
             return output
@@ -193,6 +233,64 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         if pending["batch"].per_probe is not None:
             self._kf_log_alignment(pending["batch"].derived, output["advantages"], local)
         return output
+
+    def _tokenize_prompts(self, prompts):
+        """TRL's for images; prompts holding a video part (``visual_input: video``) go through the processor's video
+        path (``kfgrpo.visual_input.process_prompts``), which TRL 1.16 does not wire."""
+        if not self._kf_video or not any(has_video(p) for p in prompts):
+            return super()._tokenize_prompts(prompts)
+        batch = process_prompts(self.processing_class, prompts, **self.chat_template_kwargs)
+        kept = batch["attention_mask"].bool()
+        prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], kept)]
+        fields = {k: batch[k] for k in VIDEO_FORWARD_KEYS if k in batch}
+        if "mm_token_type_ids" in batch:  # per token: TRL left-pads list fields with the prompt ids
+            fields["mm_token_type_ids"] = [t[m].tolist() for t, m in zip(batch["mm_token_type_ids"], kept)]
+        if self._kf_capture_videos:
+            self._kf_capture_videos = False
+            self._kf_video_scope = per_sample_videos(batch, self._video_pad_token_id)
+        return prompt_ids, None, fields
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kw
+    ):
+        """TRL's, run chunk by chunk with each chunk's videos added to the model's forward (``visual_input:
+        video``; TRL 1.16 passes image inputs only). Images mode: TRL's, unchanged."""
+        scope = self._kf_video_scope
+        if scope is None:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, **kw
+            )
+        if len(scope) != input_ids.size(0):
+            raise RuntimeError(f"{len(scope)} videos for {input_ids.size(0)} sequences")
+        kw.pop("mm_token_type_ids", None)  # rebuilt from each chunk's ids (videos_in_forward)
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies, aux = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = start + batch_size
+            videos = merge_videos(scope[start:end])
+            with videos_in_forward(model, videos, self._image_pad_token_id, self._video_pad_token_id):
+                lp, ent, al = super()._get_per_token_logps_and_entropies(
+                    model, input_ids[start:end], attention_mask[start:end], logits_to_keep, None, **kw
+                )
+            logps.append(lp)
+            entropies.append(ent)
+            aux.append(al)
+        entropy = torch.cat(entropies) if entropies[0] is not None else None
+        aux_loss = torch.stack(aux).mean() if aux[0] is not None else None
+        return torch.cat(logps), entropy, aux_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss; in video mode its forward sees the batch's videos (``kf_videos``, split with the rollouts)."""
+        self._kf_video_scope = inputs.get("kf_videos")
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self._kf_video_scope = None
+
+    def _kf_video_prompt(self, row, frames):
+        """``row``'s prompt with ``frames`` as one video at the row's keyframe times (a probe's frames keep the real
+        time grid: slot i shows time t_i, as the prompt's stated timestamps are never changed either)."""
+        return to_video_prompt(row["prompt"], list(frames or []), row.get("timestamps"))
 
     # ------------------------------------------------------------------------------------------------------------
     # Per-completion reliance (kf_reward: rank | shape | gate)
@@ -329,7 +427,8 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         if most == 0:
             return out
         calls = wanted + [wanted[0] if wanted else (0, 0)] * (most - len(wanted))
-        prompts = [probe_prompt(rows[i]["prompt"], probe_frames[j][i]) for i, j in calls for _ in range(g_p)]
+        fit = self._kf_video_prompt if self._kf_video else lambda row, frames: probe_prompt(row["prompt"], frames)
+        prompts = [fit(rows[i], probe_frames[j][i]) for i, j in calls for _ in range(g_p)]
         row_of = [i for i, _ in calls for _ in range(g_p)]
         prompt_ids, images, multimodal_fields = self._tokenize_prompts(prompts)
         # Each probe prompt is its own prompt (num_generations=1): G_p copies per (row, probe) were built above.
@@ -384,16 +483,28 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         One batched forward through TRL's ``_get_per_token_logps_and_entropies`` (chunked by
         ``per_device_train_batch_size``), with the policy as it generated the rollouts, or the reference model."""
         device = self.accelerator.device
-        prompts = [probe_prompt(row["prompt"], f) for row, f in zip(rows, frames)]
-        texts = [
-            apply_chat_template({"prompt": p}, self.processing_class, **self.chat_template_kwargs)["prompt"]
-            for p in prompts
-        ]
-        images = [list(f) or None for f in frames]
-        has_images = any(images)
-        batch = self.processing_class(
-            images=images if has_images else None, text=texts, padding=True, padding_side="left", return_tensors="pt"
-        )
+        scope = None
+        if self._kf_video:
+            prompts = [self._kf_video_prompt(row, f) for row, f in zip(rows, frames)]
+            batch = process_prompts(self.processing_class, prompts, **self.chat_template_kwargs)
+            scope = per_sample_videos(batch, self._video_pad_token_id)
+            batch = {k: batch[k] for k in ("input_ids", "attention_mask")}
+            has_images = False
+        else:
+            prompts = [probe_prompt(row["prompt"], f) for row, f in zip(rows, frames)]
+            texts = [
+                apply_chat_template({"prompt": p}, self.processing_class, **self.chat_template_kwargs)["prompt"]
+                for p in prompts
+            ]
+            images = [list(f) or None for f in frames]
+            has_images = any(images)
+            batch = self.processing_class(
+                images=images if has_images else None,
+                text=texts,
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+            )
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         target = pad(
             [torch.tensor(t) for t in targets], padding_value=self._tokenizer.pad_token_id, padding_side="right"
@@ -409,6 +520,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 forward[key] = torch.cat([forward[key], forward[key].new_zeros(target.shape)], dim=1)
         model, adapter = self.model, contextlib.nullcontext()
         restore = model.training  # scored without dropout (nor LoRA dropout): D must not be a draw of noise
+        outer_scope, self._kf_video_scope = self._kf_video_scope, scope  # these prompts' videos, not the rollouts'
         if scorer == "reference":
             if self.ref_model is not None:
                 model = self.ref_model
@@ -429,4 +541,5 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 )
         finally:
             model.train(restore)
+            self._kf_video_scope = outer_scope
         return logps, target_mask.to(logps.dtype)

@@ -198,8 +198,8 @@ def test_frame_sensitivity_is_real_minus_shuffled(tiny_model_dir, layouts, tmp_p
     real_frames, row_of = {}, {}
     real_conversation = run.build_conversation
 
-    def recording(row, frames, timestamps, prompt_args, protocol=None):
-        conv = real_conversation(row, frames, timestamps, prompt_args, protocol)
+    def recording(row, frames, timestamps, prompt_args, protocol=None, **kw):
+        conv = real_conversation(row, frames, timestamps, prompt_args, protocol, **kw)
         real_frames.setdefault(row["id"], list(frames))  # the first call per row carries the real order
         row_of[id(conv)] = row["id"]
         return conv
@@ -461,3 +461,62 @@ def test_eval_resume_never_copies_one_questions_score_to_another(tmp_path, synth
     assert sorted(preds) == ["q", "q#2"] and len(asked) == 2
     assert preds["q"]["answer"] == "A" and preds["q#2"]["answer"] == "B"
     assert results["accuracy"] == 1.0
+
+
+def test_eval_on_the_video_path(tiny_model_dir, layouts, tmp_path):
+    """``--visual_input video``: the hf backend answers on the frames as one video (the blind probe on none)."""
+    import kfgrpo.eval.run as run
+
+    seen = []
+    generate = run.HFBackend.generate
+
+    def recording(self, conversations):
+        seen.extend(
+            sum(
+                len(p["video"])
+                for m in c
+                if isinstance(m["content"], list)
+                for p in m["content"]
+                if p["type"] == "video"
+            )
+            for c in conversations
+        )
+        assert not any(conversation_images(c) for c in conversations)
+        return generate(self, conversations)
+
+    run.HFBackend.generate = recording
+    try:
+        args = ["eval", "--model", tiny_model_dir, "--benchmark", "videomme", "--data", str(layouts["videomme"])]
+        args += ["--num-frames", "4", "--output", str(tmp_path), "--limit", "3", "--max_new_tokens", "4"]
+        assert main([*args, "--max_pixels", "3136", "--visual_input", "video", "--probe", "blind"]) == 0
+    finally:
+        run.HFBackend.generate = generate
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["visual_input"] == "video" and res["num_scored"] == 3
+    assert seen == [4, 4, 4, 0, 0, 0]  # the questions on their 4-frame videos, then blind
+
+
+def test_visual_input_auto_follows_training_then_the_protocol(tiny_model_dir, tmp_path):
+    from transformers import AutoConfig
+
+    from kfgrpo.data_utils import PromptArguments
+    from kfgrpo.eval.run import EvalModelConfig, resolve_visual_input
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    config = AutoConfig.from_pretrained(trained)
+    config.kfgrpo_visual_input = "video"
+    config.save_pretrained(trained)
+
+    def mode(model, protocol="reasoning", prompt=None, **kw):
+        args = EvalArgs(model=str(model), benchmark="videomme", data="d", output="o", protocol=protocol, **kw)
+        return resolve_visual_input(args, prompt or PromptArguments(), EvalModelConfig())
+
+    assert mode(trained) == "video" and mode(trained, "lmms-eval") == "video"
+    assert mode(tiny_model_dir) == "images" and mode(tiny_model_dir, visual_input="video") == "video"
+    assert mode(tiny_model_dir, "lmms-eval") == "video" and mode(tiny_model_dir, "video-r1") == "video"
+    assert mode(tiny_model_dir, "lmms-eval", visual_input="images") == "images"
+    with pytest.raises(UserError, match="backend hf"):
+        mode(trained, backend="vllm")
+    with pytest.raises(UserError, match="no frame_template"):
+        mode(trained, prompt=PromptArguments(frame_template="Frame {index}:"))

@@ -266,3 +266,30 @@ def test_the_cache_time_selection_is_the_greedy_draw():
         phi = torch.randn(50, len(FEATURES), generator=torch.Generator().manual_seed(seed))
         for k in (1, 4, 8, 16):
             assert list(sel.select(phi, k)) == sorted(sel.draw(phi, k, greedy=True))
+
+
+def test_answers_on_the_video_path(tmp_path):
+    """``--visual_input video``: the frozen model is asked with each frame set as one video at its times."""
+    from kfgrpo.data_utils import PromptArguments
+    from kfgrpo.eval.protocols import get_protocol
+    from kfgrpo.tad.learned.training import answer_all
+
+    manifest, cands, _ = _toy_task(tmp_path, num_videos=2)
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    seen = []
+
+    class Videos:
+        def generate(self, conversations):
+            for c in conversations:
+                parts = [p for m in c if isinstance(m["content"], list) for p in m["content"]]
+                seen.append(
+                    [(p["type"], len(p.get("video", [])), p.get("timestamps")) for p in parts if p["type"] != "text"]
+                )
+            return ["<answer>A</answer>"] * len(conversations)
+
+    cand = next(iter(cands.values()))[0]
+    requests = [(rows[0], cand, [0, 1]), (rows[1], cand, [1, 0])]
+    scores = answer_all(Videos(), requests, PromptArguments(), get_protocol("reasoning", "canonical"), "video")
+    assert len(scores) == 2 and all(v == 1.0 for v in scores.values())
+    times = [float(cand.timestamps[0]), float(cand.timestamps[1])]
+    assert seen == [[("video", 2, times)], [("video", 2, times[::-1])]]

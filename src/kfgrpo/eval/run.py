@@ -30,6 +30,7 @@ from ..probes import perturb, probe_prompt, probe_rng
 from ..rewards.accuracy import score_answer
 from ..tad import TADConfig, select_keyframes
 from ..video import VideoError
+from ..visual_input import VISUAL_INPUTS, has_video, process_prompts, to_video_prompt
 from .benchmarks import BENCHMARKS, read_benchmark
 from .protocols import DEFAULT_MAX_NEW_TOKENS, PROTOCOLS, get_protocol
 
@@ -52,6 +53,16 @@ class EvalArgs:
         },
     )
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm."})
+    visual_input: str = field(
+        default="auto",
+        metadata={
+            "help": "How the frames reach the model: `images`, `video` (one video with the frames' times; Qwen-VL "
+            "models, hf backend) or `auto`: the mode the model was trained with (`kfgrpo_visual_input` in its "
+            "config.json, written by `kfgrpo train`); for a model kfgrpo did not train, `video` under the protocols that "
+            "reproduce another evaluation (lmms-eval, lmms-eval-classic, video-r1 give Qwen-VL models a video) and "
+            "`images` under `reasoning`."
+        },
+    )
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
     protocol: str = field(
         default="reasoning",
@@ -89,6 +100,8 @@ class EvalArgs:
             raise ValueError("--probe must be shuffle or blind")
         if self.backend not in ("hf", "vllm"):
             raise ValueError("--backend must be hf or vllm")
+        if self.visual_input not in ("auto", *VISUAL_INPUTS):
+            raise ValueError(f"--visual_input must be auto, {' or '.join(VISUAL_INPUTS)}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol must be one of {PROTOCOLS}")
         if self.max_new_tokens is None:
@@ -129,14 +142,17 @@ class HFBackend:
         out = []
         for i in range(0, len(conversations), self.args.batch_size):
             batch = conversations[i : i + self.args.batch_size]
-            inputs = self.processor.apply_chat_template(
-                batch,
-                tokenize=True,
-                return_dict=True,
-                add_generation_prompt=True,
-                return_tensors="pt",
-                processor_kwargs={"padding": True},  # transformers 5: the processor's own arguments go here
-            )
+            if any(has_video(c) for c in batch):  # the frames as one video, with their times (kfgrpo.visual_input)
+                inputs = process_prompts(self.processor, batch)
+            else:
+                inputs = self.processor.apply_chat_template(
+                    batch,
+                    tokenize=True,
+                    return_dict=True,
+                    add_generation_prompt=True,
+                    return_tensors="pt",
+                    processor_kwargs={"padding": True},  # transformers 5: the processor's own arguments go here
+                )
             inputs = inputs.to(self.model.device)
             with self.torch.inference_mode():
                 ids = self.model.generate(**inputs, max_new_tokens=self.args.max_new_tokens, do_sample=False)
@@ -184,13 +200,49 @@ def conversation_images(conversation) -> list:
     ]
 
 
-def build_conversation(row, frames, timestamps, prompt_args, protocol=None):
+def build_conversation(row, frames, timestamps, prompt_args, protocol=None, visual_input="images"):
     """The messages of one question with ``frames`` (the probes' path: ``kfgrpo.probes.probe_prompt``): kfgrpo's
-    prompt, or the protocol's own user text after the frames, with no system message."""
+    prompt, or the protocol's own user text after the frames, with no system message. ``visual_input: video``: the
+    frames as one video part at ``timestamps`` (``kfgrpo.visual_input.to_video_prompt``, the trainer's path)."""
     text = protocol.user_text(row) if protocol is not None else None
     if text is None:
-        return probe_prompt(format_prompt(dict(row, timestamps=timestamps), prompt_args), frames)
-    return probe_prompt([{"role": "user", "content": text}], frames)
+        prompt = format_prompt(dict(row, timestamps=timestamps), prompt_args)
+    else:
+        prompt = [{"role": "user", "content": text}]
+    if visual_input == "video":
+        return to_video_prompt(prompt, frames, timestamps)
+    return probe_prompt(prompt, frames)
+
+
+def resolve_visual_input(args: EvalArgs, prompt_args: PromptArguments, model_args: EvalModelConfig) -> str:
+    """``--visual_input`` with ``auto`` resolved (see its help); a video mode that cannot run is refused in one line."""
+    from ..errors import UserError
+    from ..visual_input import VIDEO_MODEL_TYPES, check_video_model
+
+    model_type, trained = None, None
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(args.model, revision=model_args.model_revision)
+        model_type, trained = config.model_type, getattr(config, "kfgrpo_visual_input", None)
+    except (OSError, ValueError, KeyError):
+        pass  # left to the model loading to report
+    mode = args.visual_input
+    if mode == "auto":
+        if trained in VISUAL_INPUTS:
+            mode = trained
+        elif args.protocol != "reasoning" and model_type in VIDEO_MODEL_TYPES:
+            mode = "video"
+        else:
+            mode = "images"
+    if mode == "video":
+        if model_type is not None:
+            check_video_model(model_type)
+        if getattr(args, "backend", "hf") != "hf":
+            raise UserError("--visual_input video runs on --backend hf (kfgrpo's vLLM requests carry images)")
+        if getattr(prompt_args, "frame_template", ""):
+            raise UserError("--visual_input video takes no frame_template (a video has no text between its frames)")
+    return mode
 
 
 def _breakdown(records, key="score"):
@@ -265,6 +317,9 @@ def evaluate(
         rows = rows[: args.limit]
     protocol = get_protocol(args.protocol, args.benchmark)
     protocol.check(rows)
+    args.visual_input = resolve_visual_input(
+        args, prompt_args, model_args
+    )  # before the fingerprint: a mode change reruns
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predictions.jsonl"
@@ -279,7 +334,10 @@ def evaluate(
     with tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress) as bar:
         for i in range(0, len(todo), step):
             prepared, unreadable = _select_frames(todo[i : i + step], args, cfg, last_video)
-            conversations = [build_conversation(r, s.frames, s.timestamps, prompt_args, protocol) for r, s in prepared]
+            conversations = [
+                build_conversation(r, s.frames, s.timestamps, prompt_args, protocol, visual_input=args.visual_input)
+                for r, s in prepared
+            ]
             predictions = backend.generate(conversations) if conversations else []
             probe_predictions = None
             if args.probe and prepared:
@@ -378,7 +436,9 @@ def _probed(prepared, args: EvalArgs, prompt_args: PromptArguments, protocol=Non
     out = []
     for row, sel in prepared:
         frames, _ = perturb(args.probe, sel.frames, probe_rng(args.seed, row["id"]))
-        out.append(build_conversation(row, frames, sel.timestamps, prompt_args, protocol))
+        out.append(
+            build_conversation(row, frames, sel.timestamps, prompt_args, protocol, visual_input=args.visual_input)
+        )
     return out
 
 
@@ -414,6 +474,7 @@ def _results(args, prompt_args, cfg, rows, prepared, records, unreadable, start,
     results = dict(
         benchmark=args.benchmark,
         protocol=args.protocol,
+        visual_input=args.visual_input,
         data=str(args.data),
         model=args.model,
         frames=args.frames,

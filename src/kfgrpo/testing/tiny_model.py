@@ -111,10 +111,45 @@ def build_tokenizer(vocab_size: int = 640):
     return tok
 
 
-def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels: int):
-    from transformers import GenerationConfig, Qwen2VLImageProcessor
+# The released models' shapes, for memory and speed figures on a GPU with random weights (benchmarks/): the
+# transformer and vision tower of Qwen2.5-VL-7B and Qwen3-VL-8B, their vocabulary size; the tokenizer stays ours.
+REAL_SHAPES = {
+    "qwen2_5_vl": dict(
+        hidden=3584, layers=28, heads=28, kv_heads=4, inter=18944, v_hidden=1280, v_heads=16, v_inter=3420,
+        v_depth=32, vocab=152064, fullatt=[7, 15, 23, 31],
+    ),
+    "qwen3_vl": dict(
+        hidden=4096, layers=36, heads=32, kv_heads=8, inter=12288, v_hidden=1152, v_heads=16, v_inter=4304,
+        v_depth=27, vocab=151936, deepstack=[8, 16, 24], positions=2304,
+    ),
+}  # fmt: skip
 
-    s = _SIZES[size]
+
+def config_and_processor(arch: str, size: str = "tiny", min_pixels: int = 28 * 28, max_pixels: int = 128 * 28 * 28):
+    """``(config, model class, processor)`` of a model built here, without its weights: ``size`` is one of ``SIZES``
+    or ``"real"`` (``REAL_SHAPES``: instantiate it on the device that measures it)."""
+    config, model_cls, processor, _ = _config_and_processor(arch, size, build_tokenizer(), min_pixels, max_pixels)
+    return config, model_cls, processor
+
+
+def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels: int):
+    from transformers import GenerationConfig
+
+    config, model_cls, processor, ids = _config_and_processor(arch, size, tok, min_pixels, max_pixels)
+    model = model_cls(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    return model, processor
+
+
+def _config_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels: int):
+    from transformers import Qwen2VLImageProcessor
+
+    if arch not in _ARCH_BUILDERS:
+        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+    s = REAL_SHAPES[arch] if size == "real" else _SIZES[size]
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     token_ids = dict(
         image_token_id=ids["<|image_pad|>"],
@@ -123,7 +158,7 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     text = dict(
-        vocab_size=len(tok),
+        vocab_size=s.get("vocab", len(tok)),
         hidden_size=s["hidden"],
         intermediate_size=s["inter"],
         num_hidden_layers=s["layers"],
@@ -143,8 +178,6 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
         spatial_merge_size=2,
         temporal_patch_size=2,
     )
-    if arch not in _ARCH_BUILDERS:
-        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
     config, model_cls, proc_cls, video_proc, patch = _ARCH_BUILDERS[arch](s, text, vision, token_ids)
     factor = patch * 2
     image_processor = Qwen2VLImageProcessor(
@@ -157,12 +190,7 @@ def _model_and_processor(arch: str, size: str, tok, min_pixels: int, max_pixels:
     processor = proc_cls(
         image_processor=image_processor, tokenizer=tok, video_processor=video_proc(), chat_template=CHAT_TEMPLATE
     )
-    model = model_cls(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    return model, processor
+    return config, model_cls, processor, ids
 
 
 def _mrope_section(head_dim: int) -> list[int]:
@@ -183,7 +211,8 @@ def _qwen2_5_vl(s: dict, text: dict, vision: dict, token_ids: dict):
     patch = 14
     mrope = _mrope_section(s["hidden"] // s["heads"])
     text = dict(text, rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1e6})
-    vision = dict(vision, fullatt_block_indexes=[s["v_depth"] - 1], patch_size=patch, window_size=patch * 2 * 4)
+    fullatt = s.get("fullatt", [s["v_depth"] - 1])
+    vision = dict(vision, fullatt_block_indexes=fullatt, patch_size=patch, window_size=patch * 2 * 4)
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
     return config, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor, patch
 
@@ -196,7 +225,8 @@ def _qwen3_vl(s: dict, text: dict, vision: dict, token_ids: dict):
     rope = {"rope_type": "default", "mrope_section": _mrope_section(head_dim), "mrope_interleaved": True}
     text = {k: v for k, v in text.items() if k not in ("bos_token_id", "eos_token_id")}
     text.update(head_dim=head_dim, rope_parameters={**rope, "rope_theta": 5e6})
-    vision = dict(vision, deepstack_visual_indexes=[s["v_depth"] - 1], patch_size=patch, num_position_embeddings=256)
+    deepstack, positions = s.get("deepstack", [s["v_depth"] - 1]), s.get("positions", 256)
+    vision = dict(vision, deepstack_visual_indexes=deepstack, patch_size=patch, num_position_embeddings=positions)
     config = Qwen3VLConfig(text_config=text, vision_config=vision, **token_ids)
     return config, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor, patch
 

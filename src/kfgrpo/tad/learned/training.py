@@ -76,6 +76,13 @@ class TADLearnArgs:
     protocol: str = field(
         default="reasoning", metadata={"help": "How answers are prompted and scored (`kfgrpo eval`)."}
     )
+    visual_input: str = field(
+        default="auto",
+        metadata={
+            "help": "How the frozen model sees a frame set: `images`, `video` or `auto` (`kfgrpo eval --visual_input`:"
+            " the mode the model was trained with, else by protocol)."
+        },
+    )
     max_new_tokens: int = field(default=72, metadata={"help": "Greedy decoding budget per answer."})
     batch_size: int = field(default=32, metadata={"help": "Answers per generate call."})
     video_cache: int = field(
@@ -153,7 +160,7 @@ class VideoCache:
         return item
 
 
-def answer_all(backend, requests: list[tuple], prompt_args, protocol) -> dict:
+def answer_all(backend, requests: list[tuple], prompt_args, protocol, visual_input: str = "images") -> dict:
     """Scores of unique (row, frame positions) requests: ``{(row id, positions): score}``."""
     from ...eval.run import build_conversation
 
@@ -166,7 +173,9 @@ def answer_all(backend, requests: list[tuple], prompt_args, protocol) -> dict:
         row, cand, positions = unique[key]
         frames = [cand.frames[p] for p in positions]
         conversations.append(
-            build_conversation(row, frames, [cand.timestamps[p] for p in positions], prompt_args, protocol)
+            build_conversation(
+                row, frames, [cand.timestamps[p] for p in positions], prompt_args, protocol, visual_input=visual_input
+            )
         )
     predictions = backend.generate(conversations) if conversations else []
     return {key: protocol.verdict(pred, unique[key][0]).score for key, pred in zip(keys, predictions)}
@@ -235,11 +244,14 @@ def learn(
     out.mkdir(parents=True, exist_ok=True)
     rows = _read_questions(args)
     protocol = get_protocol(args.protocol, "canonical")
-    if backend is None:
-        from ...eval.run import EvalModelConfig, HFBackend
+    from ...eval.run import EvalModelConfig, resolve_visual_input
 
-        model_args = model_args or EvalModelConfig()
-        model_args.model_name_or_path = args.model
+    model_args = model_args or EvalModelConfig()
+    model_args.model_name_or_path = args.model
+    visual_input = resolve_visual_input(args, prompt_args, model_args)
+    if backend is None:
+        from ...eval.run import HFBackend
+
         backend = HFBackend(args, model_args)
     run = _Run(args, cfg)
     log_path = out / "log.jsonl"
@@ -252,7 +264,9 @@ def learn(
             k = args.num_frames[step % len(args.num_frames)]
             picked = run.rng.choice(len(rows), size=min(args.questions_per_step, len(rows)), replace=False)
             questions = [rows[int(i)] for i in picked]
-            rec = run.step(questions, k, get_candidates, lambda req: answer_all(backend, req, prompt_args, protocol))
+            rec = run.step(
+                questions, k, get_candidates, lambda req: answer_all(backend, req, prompt_args, protocol, visual_input)
+            )
             step += 1
             done_now += 1
             append_lines(log_path, [json.dumps(dict(step=step, **rec))])
