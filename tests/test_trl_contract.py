@@ -206,3 +206,11 @@ def test_video_hooks():
     assert [[v["i"] for v in h["kf_videos"]] for h in halves] == [h["x"].tolist() for h in halves]
     init = inspect.getsource(GRPOTrainer.__init__)
     assert 'convert_tokens_to_ids("<|video_pad|>")' in init and "self.generation_kwargs = generation_kwargs" in init
+    # vLLM colocate (kfgrpo.vllm_utils.route_videos): TRL sends token-id rows through the engine's `generate`, which
+    # kfgrpo wraps to swap in the video requests; the server path has no video route (refused in KFGRPOConfig)
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    generate = inspect.getsource(VLLMGeneration.generate)
+    assert 'vllm_prompts = [{"prompt_token_ids": ids} for ids in all_prompts]' in generate
+    assert "self.llm.generate(vllm_prompts, sampling_params=sampling_params" in generate
+    assert "video" not in inspect.getsource(VLLMGeneration), "TRL's vLLM path now handles videos: use it"

@@ -210,8 +210,10 @@ def test_video_mode_refusals(tmp_path, tiny_model_dir):
     cpu = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False)
     with pytest.raises(ValueError, match="visual_input must be one of"):
         KFGRPOConfig(**cpu, visual_input="clip")
-    with pytest.raises(ValueError, match="set use_vllm: false"):
-        KFGRPOConfig(**cpu, visual_input="video", use_vllm=True)
+    with pytest.raises(ValueError, match="vllm_mode: colocate"):  # TRL's vLLM server takes images only
+        KFGRPOConfig(**cpu, visual_input="video", use_vllm=True, vllm_mode="server")
+    with pytest.raises(ValueError, match="vllm_tensor_parallel_size: 1"):
+        KFGRPOConfig(**cpu, visual_input="video", use_vllm=True, vllm_mode="colocate", vllm_tensor_parallel_size=2)
     with pytest.raises(UserError, match="llava takes the keyframes as images"):
         check_video_model("llava")
     with pytest.raises(UserError, match="no frame_template"):

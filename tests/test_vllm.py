@@ -19,6 +19,7 @@ import torch
 
 from kfgrpo.cache import load_tad_dataset
 from kfgrpo.config import KFGRPOConfig
+from kfgrpo.visual_input import process_prompts
 from kfgrpo.vllm_utils import VLLMUnavailableError, max_images, require_vllm, vllm_colocate_limits
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; otherwise vLLM sizes it from the machine's RAM
@@ -407,3 +408,87 @@ def test_eval_backend_vllm(small_model_dir, synth_train, tmp_path, monkeypatch):
     assert len(preds) == 4 and all(isinstance(p["prediction"], str) for p in preds)
     again = evaluate(args, progress=False)  # resumed: nothing left to generate
     assert again["accuracy"] == results["accuracy"] and sent == [2, 2, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# visual_input: video through the colocated engine (kfgrpo.vllm_utils.route_videos)
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
+def video_trainer(request, frame_cache, tmp_path_factory):
+    from kfgrpo.rewards import format_reward
+    from kfgrpo.testing import build_tiny_model
+    from kfgrpo.testing.multirank import text_hash_score
+
+    model = build_tiny_model(tmp_path_factory.mktemp(request.param), arch=request.param, size="small")
+    return _trainer(
+        str(model), frame_cache, tmp_path_factory.mktemp("video"), funcs=[text_hash_score, format_reward],
+        vllm_mode="colocate", visual_input="video", kf_reward="credit", kf_probes=["shuffle", "swap_salient", "blind"],
+        kf_probe_bonus=[1.0, 1.0, 1.0], kf_accuracy_reward="text_hash_score",
+    )  # fmt: skip
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_vllm_reads_the_video_as_the_trainer_does(video_trainer, frame_cache):
+    """vLLM expands each video request to the trainer's own prompt ids (Qwen3-VL's time labels included), and its
+    greedy tokens' log-probs match the trainer's model on the same video."""
+    from vllm import SamplingParams
+
+    trainer = video_trainer
+    assert (
+        trainer.vllm_generation.llm.llm_engine.vllm_config.model_config.multimodal_config.limit_per_prompt[
+            "video"
+        ].count
+        == 1
+    )
+    vocab = trainer.processing_class.tokenizer.vocab_size
+    params = SamplingParams(
+        temperature=0.0, max_tokens=12, logprobs=0, ignore_eos=True, allowed_token_ids=list(range(vocab))
+    )
+    gaps = []
+    for row in _dataset(frame_cache).select(range(3)):
+        prompt = trainer._kf_video_prompt(row, row["images"])
+        ids, _, _ = trainer._tokenize_prompts([prompt])
+        request = trainer._kf_vllm_videos[tuple(ids[0])]
+        out = trainer.vllm_generation.llm.generate(request, params, use_tqdm=False)[0]
+        assert list(out.prompt_token_ids) == ids[0]
+        tokens = list(out.outputs[0].token_ids)
+        vllm_logps = torch.tensor([lp[t].logprob for t, lp in zip(tokens, out.outputs[0].logprobs)])
+        hf = process_prompts(trainer.processing_class, [prompt])
+        gaps.append((vllm_logps - _hf_logps(trainer.model, hf, tokens, vocab)).abs().mean().item())
+    print(f"video: mean |vLLM - HF| log p = {max(gaps):.4f} per token (worst row)")
+    assert max(gaps) < LOGP_TOL, gaps
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_kfgrpo_trains_with_vllm_colocate_on_the_video_path(video_trainer):
+    video_trainer.train()
+    logs = video_trainer.state.log_history[0]
+    # vLLM's sampling log-probs against the trainer's on the same rollouts: 0.004 per token when vLLM reads the videos
+    # (measured, both models), 0.046 / 0.071 when the requests are not routed and vLLM reads the video placeholders
+    # as text: the bound sits between.
+    assert logs["sampling/sampling_logp_difference/mean"] < 0.02, logs["sampling/sampling_logp_difference/mean"]
+    assert "kf/shuffle/accuracy" in logs and "kf/blind/accuracy" in logs and logs["kf/credit/probed_groups"] > 0
+    assert logs["num_tokens"] > 0
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_eval_backend_vllm_on_the_video_path(small_model_dir, synth_train, tmp_path):
+    """`kfgrpo eval --backend vllm --visual_input video` answers as the hf backend does on the same videos (greedy)."""
+    from kfgrpo.eval import EvalArgs, evaluate
+
+    common = dict(model=small_model_dir, benchmark="canonical", data=str(synth_train / "manifest.jsonl"),
+                  num_frames=2, limit=4, max_new_tokens=6, visual_input="video")  # fmt: skip
+    vllm = evaluate(EvalArgs(output=str(tmp_path / "vllm"), backend="vllm", **common), progress=False)
+    hf = evaluate(EvalArgs(output=str(tmp_path / "hf"), backend="hf", **common), progress=False)
+    assert vllm["visual_input"] == hf["visual_input"] == "video" and vllm["num_scored"] == 4
+
+    def answers(folder):
+        return [
+            json.loads(x)["prediction"] for x in (tmp_path / folder / "predictions.jsonl").read_text().splitlines()
+        ]
+
+    same = sum(a == b for a, b in zip(answers("vllm"), answers("hf")))
+    assert same >= 3, (answers("vllm"), answers("hf"))  # bf16 (vLLM on CPU) against fp32: a near tie may flip

@@ -98,8 +98,8 @@ class KFGRPOConfig(GRPOConfig):
             "help": "How the cached keyframes reach the model, in rollouts, the training forward, the reference model "
             "and every probe: `images` (one image per keyframe; any VLM) or `video` (the K keyframes as one video with "
             "their true times; Qwen2-VL, Qwen2.5-VL, Qwen3-VL), half the visual tokens at the same frames and pixels, "
-            "and the input lmms-eval and vLLM serving give these models (docs/visual_input.md). `video` runs on the "
-            "transformers generation path (use_vllm: false)."
+            "and the input lmms-eval and vLLM serving give these models (docs/visual_input.md). With vLLM, `video` "
+            "needs vllm_mode: colocate and vllm_tensor_parallel_size: 1."
         },
     )
     kf_preset: str = field(default="kf-grpo", metadata={"help": f"Preset for unset kf_* fields: one of {PRESETS}."})
@@ -334,10 +334,15 @@ class KFGRPOConfig(GRPOConfig):
 
         if self.visual_input not in VISUAL_INPUTS:
             raise ValueError(f"visual_input must be one of {VISUAL_INPUTS}, got {self.visual_input!r}")
-        if self.visual_input == "video" and self.use_vllm:
+        if (
+            self.visual_input == "video"
+            and self.use_vllm
+            and (self.vllm_mode != "colocate" or self.vllm_tensor_parallel_size != 1)
+        ):
             raise ValueError(
-                "visual_input: video generates with transformers (vLLM's video inputs are not wired to TRL 1.16's "
-                "vLLM client): set use_vllm: false, or visual_input: images"
+                "visual_input: video rolls out with vLLM in colocate mode on one GPU per engine "
+                "(vllm_tensor_parallel_size: 1); TRL 1.16's vLLM server takes images only: use vllm_mode: colocate, "
+                "use_vllm: false, or visual_input: images"
             )
         if self.kf_preset not in PRESETS:
             raise ValueError(f"kf_preset must be one of {PRESETS}, got {self.kf_preset!r}")

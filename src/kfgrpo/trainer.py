@@ -52,10 +52,18 @@ from .visual_input import (
     merge_videos,
     per_sample_videos,
     process_prompts,
+    prompt_texts,
     to_video_prompt,
     videos_in_forward,
+    vllm_video_request,
 )
-from .vllm_utils import patch_weight_sync, require_vllm, suppress_vision_tokens, vllm_colocate_limits
+from .vllm_utils import (
+    patch_weight_sync,
+    require_vllm,
+    route_videos,
+    suppress_vision_tokens,
+    vllm_colocate_limits,
+)
 
 _NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids")
 # Processor outputs that TRL's `_get_per_token_logps_and_entropies` takes (checked by tests/test_trl_contract.py).
@@ -105,9 +113,12 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
                 args.beta = 0.0
         if borrow_beta:
             self.beta = 0.0
+        self._kf_vllm_videos = {}  # expanded prompt ids -> vLLM video request, for the last tokenized prompts
         if args.use_vllm:
             patch_weight_sync(self.vllm_generation)  # reset vLLM's vision-embedding cache after every weight sync
             suppress_vision_tokens(self.vllm_generation, self.processing_class)  # as TRL's HF path does
+            if args.visual_input == "video":
+                route_videos(self.vllm_generation, lambda: self._kf_vllm_videos)
         self._kf_video = args.visual_input == "video"
         # Saved with every checkpoint (config.json): `kfgrpo eval --visual_input auto` evaluates on the trained mode.
         self.model.config.kfgrpo_visual_input = args.visual_input
@@ -118,11 +129,12 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
             from .visual_input import check_video_model
 
             check_video_model(self.model.config.model_type)
-            # A sampled video placeholder would mismatch the video features, as TRL guards image ones.
-            video_token = self._video_pad_token_id
-            suppress = list(self.generation_kwargs.get("suppress_tokens") or [])
-            self.generation_kwargs["suppress_tokens"] = [*suppress, video_token]
-            self.generation_config.suppress_tokens = [*suppress, video_token]
+            if not args.use_vllm:  # vLLM: suppress_vision_tokens biases both placeholders
+                # A sampled video placeholder would mismatch the video features, as TRL guards image ones.
+                video_token = self._video_pad_token_id
+                suppress = list(self.generation_kwargs.get("suppress_tokens") or [])
+                self.generation_kwargs["suppress_tokens"] = [*suppress, video_token]
+                self.generation_config.suppress_tokens = [*suppress, video_token]
         self._kf_last_call = None
         self._kf_pending = None  # the current generation batch's ProbeBatch and advantage factor
         self._kf_generation = (-1, 0)  # (global step, generation batch within it): keys the probe draws
@@ -237,11 +249,19 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
     def _tokenize_prompts(self, prompts):
         """TRL's for images; prompts holding a video part (``visual_input: video``) go through the processor's video
         path (``kfgrpo.visual_input.process_prompts``), which TRL 1.16 does not wire."""
+        self._kf_vllm_videos = {}
         if not self._kf_video or not any(has_video(p) for p in prompts):
             return super()._tokenize_prompts(prompts)
         batch = process_prompts(self.processing_class, prompts, **self.chat_template_kwargs)
         kept = batch["attention_mask"].bool()
         prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], kept)]
+        if self.use_vllm:  # the requests vLLM gets for these ids (kfgrpo.vllm_utils.route_videos)
+            texts = prompt_texts(self.processing_class, prompts, **self.chat_template_kwargs)
+            self._kf_vllm_videos = {
+                tuple(ids): vllm_video_request(self.processing_class, p, text)
+                for ids, p, text in zip(prompt_ids, prompts, texts)
+                if has_video(p)
+            }
         fields = {k: batch[k] for k in VIDEO_FORWARD_KEYS if k in batch}
         if "mm_token_type_ids" in batch:  # per token: TRL left-pads list fields with the prompt ids
             fields["mm_token_type_ids"] = [t[m].tolist() for t, m in zip(batch["mm_token_type_ids"], kept)]

@@ -137,14 +137,37 @@ def _videos_of(prompt: list[dict]) -> list[dict]:
     ]
 
 
+def prompt_texts(processor, prompts: list[list[dict]], **chat_template_kwargs) -> list[str]:
+    """The chat texts of conversational prompts, one placeholder per video (the processor expands it)."""
+    return [
+        processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
+        for p in prompts
+    ]
+
+
+def vllm_video_request(processor, prompt: list[dict], text: str) -> dict:
+    """vLLM's request for a prompt holding one video: the chat text's token ids with one placeholder (vLLM expands
+    it to the processor's ids; token ids already expanded would be expanded again), the frames as an array with their
+    metadata, and the processor arguments of ``video_processor_kwargs`` (tests/test_vllm.py checks vLLM's expanded ids
+    against the trainer's)."""
+    import numpy as np
+
+    (part,) = _videos_of(prompt)
+    frames = list(part["video"])
+    tokenizer = getattr(processor, "tokenizer", processor)
+    metadata = dict(video_metadata(part.get("timestamps"), len(frames)), do_sample_frames=False)
+    return {
+        "prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"],
+        "multi_modal_data": {"video": (np.stack([np.asarray(f.convert("RGB")) for f in frames]), metadata)},
+        "mm_processor_kwargs": video_processor_kwargs(processor, len(frames)),
+    }
+
+
 def process_prompts(processor, prompts: list[list[dict]], **chat_template_kwargs):
     """The processor's outputs (``input_ids`` padded on the left, ``pixel_values_videos``, ``video_grid_thw``, ...)
     for conversational prompts holding video parts, each video with its own times; prompts without a video are
     text only. Built as a user would: ``apply_chat_template`` for the text, then the processor on text and videos."""
-    texts = [
-        processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
-        for p in prompts
-    ]
+    texts = prompt_texts(processor, prompts, **chat_template_kwargs)
     videos, metadata = [], []
     for p in prompts:
         for part in _videos_of(p):

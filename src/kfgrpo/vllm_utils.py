@@ -76,8 +76,11 @@ def vllm_colocate_limits(args, train_dataset):
     if original is None:  # vLLM not importable: require_vllm has already said how to install it
         yield
         return
-    limit = args.vllm_limit_images or max_images(train_dataset) or 1
-    vllm_generation.LLM = functools.partial(original, limit_mm_per_prompt={"image": limit, "video": 0})
+    if getattr(args, "visual_input", "images") == "video":  # one video per prompt (kfgrpo.visual_input)
+        limits = {"image": 0, "video": 1}
+    else:
+        limits = {"image": args.vllm_limit_images or max_images(train_dataset) or 1, "video": 0}
+    vllm_generation.LLM = functools.partial(original, limit_mm_per_prompt=limits)
     try:
         yield
     finally:
@@ -95,6 +98,25 @@ def max_images(dataset) -> int:
 
     lengths = pc.list_value_length(dataset.data.column(column))
     return int(pc.max(lengths).as_py() or 0)
+
+
+def route_videos(generation, requests) -> None:
+    """Wrap the colocated engine's ``generate`` (``visual_input: video``): TRL 1.16 sends token ids and images only,
+    so each request whose token ids ``requests()`` maps (the trainer's last tokenization) is replaced by its video
+    request (``kfgrpo.visual_input.vllm_video_request``); the others (text-only prompts) go as TRL built them."""
+    llm = generation.llm
+    original = llm.generate
+
+    @functools.wraps(original)
+    def generate(prompts, *args, **kwargs):
+        table = requests()
+        if table and isinstance(prompts, list):
+            prompts = [
+                table.get(tuple(p.get("prompt_token_ids", ())), p) if isinstance(p, dict) else p for p in prompts
+            ]
+        return original(prompts, *args, **kwargs)
+
+    llm.generate = generate
 
 
 def suppress_vision_tokens(generation, processing_class) -> None:

@@ -516,7 +516,6 @@ def test_visual_input_auto_follows_training_then_the_protocol(tiny_model_dir, tm
     assert mode(tiny_model_dir) == "images" and mode(tiny_model_dir, visual_input="video") == "video"
     assert mode(tiny_model_dir, "lmms-eval") == "video" and mode(tiny_model_dir, "video-r1") == "video"
     assert mode(tiny_model_dir, "lmms-eval", visual_input="images") == "images"
-    with pytest.raises(UserError, match="backend hf"):
-        mode(trained, backend="vllm")
+    assert mode(trained, backend="vllm") == "video"
     with pytest.raises(UserError, match="no frame_template"):
         mode(trained, prompt=PromptArguments(frame_template="Frame {index}:"))

@@ -226,7 +226,8 @@ def render_frames(spec: VideoSpec, cfg: SynthConfig):
 
 
 def write_video(frames, path: str | os.PathLike, fps: int, crf: int = 20) -> None:
-    """Encodes RGB frames to H.264 mp4 with PyAV (single-threaded x264, so the bytes are reproducible)."""
+    """Encodes RGB frames to H.264 mp4 with PyAV (single-threaded x264, so the decoded frames are reproducible; the
+    bitstream is too in a plain install, but not always beside vLLM's CPU build: tests/chronosynth compares pixels)."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.pix_fmt = "yuv420p"

@@ -30,7 +30,7 @@ from ..probes import perturb, probe_prompt, probe_rng
 from ..rewards.accuracy import score_answer
 from ..tad import TADConfig, select_keyframes
 from ..video import VideoError
-from ..visual_input import VISUAL_INPUTS, has_video, process_prompts, to_video_prompt
+from ..visual_input import VISUAL_INPUTS, has_video, process_prompts, to_video_prompt, vllm_video_request
 from .benchmarks import BENCHMARKS, read_benchmark
 from .protocols import DEFAULT_MAX_NEW_TOKENS, PROTOCOLS, get_protocol
 
@@ -57,7 +57,7 @@ class EvalArgs:
         default="auto",
         metadata={
             "help": "How the frames reach the model: `images`, `video` (one video with the frames' times; Qwen-VL "
-            "models, hf backend) or `auto`: the mode the model was trained with (`kfgrpo_visual_input` in its "
+            "models) or `auto`: the mode the model was trained with (`kfgrpo_visual_input` in its "
             "config.json, written by `kfgrpo train`); for a model kfgrpo did not train, `video` under the protocols that "
             "reproduce another evaluation (lmms-eval, lmms-eval-classic, video-r1 give Qwen-VL models a video) and "
             "`images` under `reasoning`."
@@ -171,11 +171,12 @@ class _VLLMBackend:
 
         revision = model_args.model_revision
         self.processor = AutoProcessor.from_pretrained(args.model, revision=revision)
+        self.video = args.visual_input == "video"
         self.llm = LLM(
             model=args.model,
             revision=revision,
             dtype=model_args.dtype or "auto",
-            limit_mm_per_prompt={"image": args.num_frames, "video": 0},
+            limit_mm_per_prompt={"image": 0, "video": 1} if self.video else {"image": args.num_frames, "video": 0},
             seed=args.seed,
         )
         self.params = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
@@ -184,6 +185,9 @@ class _VLLMBackend:
         requests = []
         for conv in conversations:
             text = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            if has_video(conv):  # the frames as one video with their times, as the trainer's vLLM requests
+                requests.append(vllm_video_request(self.processor, conv, text))
+                continue
             images = conversation_images(conv)  # none for the blind probe: a text-only request
             requests.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
         return [o.outputs[0].text for o in self.llm.generate(requests, self.params, use_tqdm=False)]
@@ -238,8 +242,6 @@ def resolve_visual_input(args: EvalArgs, prompt_args: PromptArguments, model_arg
     if mode == "video":
         if model_type is not None:
             check_video_model(model_type)
-        if getattr(args, "backend", "hf") != "hf":
-            raise UserError("--visual_input video runs on --backend hf (kfgrpo's vLLM requests carry images)")
         if getattr(prompt_args, "frame_template", ""):
             raise UserError("--visual_input video takes no frame_template (a video has no text between its frames)")
     return mode
