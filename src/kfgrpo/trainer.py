@@ -3,7 +3,7 @@
 Rows are TRL GRPO rows (``prompt`` + ordered ``images``), optionally with the TAD columns ``saliency``,
 ``distractor_images``, ``distractor_timestamps``, ``distractor_saliency`` and ``timestamps``.
 
-Two TRL hooks are overridden. ``_calculate_rewards``: after TRL has scored the real rollouts (and gathered the
+Two TRL hooks carry the method. ``_calculate_rewards``: after TRL has scored the real rollouts (and gathered the
 reward matrix over ranks), each rank builds, for every group it holds, one perturbed frame set per probe
 (``kfgrpo.probes``: the registry, the perturbed frames, the fitted prompt) and measures what the ``kf_reward`` rule
 needs (``kfgrpo.rewards.rules``), only while training:
@@ -23,6 +23,11 @@ not copied: it applies that factor to the advantages TRL returns (and to the one
 scored, never trained on; the loss and buffering stay TRL's. With ``use_vllm``, two fixes to TRL's vLLM path are
 applied (``kfgrpo.vllm_utils``): vLLM's vision embedding cache is reset after every weight sync, and vision placeholder
 tokens are never sampled.
+
+``visual_input: video`` (``kfgrpo.visual_input``) gives each row's keyframes as one video with their times, which TRL
+1.16 does not wire: ``_tokenize_prompts`` sends video prompts through the processor's video path (and routes them to
+a colocated vLLM engine), ``_get_per_token_logps_and_entropies`` runs TRL's own function chunk by chunk with each
+chunk's videos added to the forward, and ``compute_loss`` hands it the batch's videos (``kf_videos``).
 """
 
 from __future__ import annotations
