@@ -37,7 +37,10 @@ RENDEZVOUS = ["--main_process_port", "0", "--rdzv_backend", "static"]
 
 def _args(model, cache, out, mode, per_device):
     # mode: `sample` / `likelihood` probes of the group rule, or `gate` (per-completion reliance, scored for every
-    # correct completion; the random model's completions are unlikely, so its likelihood floor is lowered)
+    # correct completion; the random model's completions are unlikely, so its likelihood floor is lowered); a
+    # `-video` suffix gives the keyframes as one video (visual_input: video: per-sample videos split with the rollouts)
+    video = mode.endswith("-video")
+    mode = mode.removesuffix("-video")
     kf = {
         "gate": ["--kf_reward", "gate", "--kf_likelihood_floor=-1e9"],
         # the credit gate with the blind probe: every probe of a rank's groups sampled in one collective call
@@ -45,7 +48,7 @@ def _args(model, cache, out, mode, per_device):
         "credit": ["--kf_reward", "credit", "--kf_probes", "shuffle", "swap_salient", "blind",
                    "--kf_probe_bonus", "1", "1", "1", "--kf_probe_generations", "2"],
     }.get(mode, ["--kf_reward", "group", "--kf_probe_mode", mode, "--kf_probe_generations", "2"])  # fmt: skip
-    return kf + [
+    return kf + (["--visual_input", "video"] if video else []) + [
         "--config", str(ROOT / "recipes" / "tiny-cpu" / "kfgrpo.yaml"),
         "--model_name_or_path", model, "--dataset_name", str(cache), "--output_dir", str(out),
         "--max_steps", str(STEPS), "--save_strategy", "no", "--logging_steps", "1", "--report_to", "none",
@@ -139,13 +142,13 @@ def _single(runs, mode):
     return runs["single"][mode]
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit", "gate-video", "credit-video"])
 def test_ddp_two_ranks_equal_one_process(runs, mode):
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "ddp")
     _assert_same(_single(runs, mode), ranks, "DistributedType.MULTI_CPU")
 
 
-@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit"])
+@pytest.mark.parametrize("mode", ["sample", "likelihood", "gate", "credit", "gate-video", "credit-video"])
 def test_zero3_two_ranks_equal_one_process(runs, mode):
     pytest.importorskip("deepspeed")
     ranks = _two_ranks(runs["model"], runs["cache"], runs["tmp"], mode, "zero3")
