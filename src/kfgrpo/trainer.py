@@ -257,11 +257,11 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         self._kf_vllm_videos = {}
         if not self._kf_video or not any(has_video(p) for p in prompts):
             return super()._tokenize_prompts(prompts)
-        batch = process_prompts(self.processing_class, prompts, **self.chat_template_kwargs)
+        texts = prompt_texts(self.processing_class, prompts, **self.chat_template_kwargs)
+        batch = process_prompts(self.processing_class, prompts, texts)
         kept = batch["attention_mask"].bool()
         prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], kept)]
         if self.use_vllm:  # the requests vLLM gets for these ids (kfgrpo.vllm_utils.route_videos)
-            texts = prompt_texts(self.processing_class, prompts, **self.chat_template_kwargs)
             self._kf_vllm_videos = {
                 tuple(ids): vllm_video_request(self.processing_class, p, text)
                 for ids, p, text in zip(prompt_ids, prompts, texts)

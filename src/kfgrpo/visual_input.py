@@ -163,11 +163,11 @@ def vllm_video_request(processor, prompt: list[dict], text: str) -> dict:
     }
 
 
-def process_prompts(processor, prompts: list[list[dict]], **chat_template_kwargs):
+def process_prompts(processor, prompts: list[list[dict]], texts: list[str] | None = None, **chat_template_kwargs):
     """The processor's outputs (``input_ids`` padded on the left, ``pixel_values_videos``, ``video_grid_thw``, ...)
     for conversational prompts holding video parts, each video with its own times; prompts without a video are
     text only. Built as a user would: ``apply_chat_template`` for the text, then the processor on text and videos."""
-    texts = prompt_texts(processor, prompts, **chat_template_kwargs)
+    texts = texts if texts is not None else prompt_texts(processor, prompts, **chat_template_kwargs)
     videos, metadata = [], []
     for p in prompts:
         for part in _videos_of(p):
