@@ -277,5 +277,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def end_distributed() -> None:
+    """Destroys the default process group of a finished multi-process run before the interpreter exits: left to
+    interpreter teardown, a rank could abort with "terminate called without an active exception" (seen under ZeRO-3
+    on gloo, tests/test_multirank.py) and fail a job whose work was done."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":  # `accelerate launch -m kfgrpo.cli ...` (make train, slurm/train.slurm)
+    code = main()
+    end_distributed()
+    sys.exit(code)

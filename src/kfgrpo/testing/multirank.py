@@ -80,4 +80,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from kfgrpo.cli import end_distributed
+
     main(sys.argv[1:])
+    end_distributed()
