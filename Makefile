@@ -82,8 +82,8 @@ test-slurm: setup  ## Start a local two-node SLURM cluster and run tests/slurm (
 
 demo-data: setup $(DEMO_MODEL)/config.json $(DEMO_DATA)/train-tad/dataset_info.json $(DEMO_DATA)/test/manifest.jsonl  ## Build the tiny CPU demo's model and data
 
-$(DEMO_MODEL)/config.json:
-	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --size small --seed $(DEMO_SEED)
+$(DEMO_MODEL)/config.json: src/kfgrpo/testing/tiny_model.py  # rebuilt (and the stages after it) when the model changes
+	$(KFGRPO) tiny-model --output $(DEMO_MODEL) --size demo --seed $(DEMO_SEED)
 
 $(DEMO_DATA)/train/manifest.jsonl: $(DEMO_SYNTH)
 	$(KFGRPO) synth --config $(DEMO_SYNTH) --output $(DEMO_DATA)/train --num-videos $(DEMO_VIDEOS) --seed 0

@@ -88,7 +88,7 @@ def test_demo_seed_reaches_every_seeded_stage(tmp_path):
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     flat = " ".join(out.replace("\\\n", " ").split())
-    assert f"kfgrpo tiny-model --output {paths['model']} --size small --seed 3" in flat
+    assert f"kfgrpo tiny-model --output {paths['model']} --size demo --seed 3" in flat
     assert f"--model_name_or_path {paths['model']} --dataset_name {paths['data']}/train-tad" in flat
     assert f"--output_dir {paths['sft']} --seed 3" in flat
     assert f"--model_name_or_path {paths['sft']} --dataset_name {paths['data']}/train-tad" in flat

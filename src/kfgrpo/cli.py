@@ -1,6 +1,6 @@
 """The ``kfgrpo`` command line: one subcommand per stage of the pipeline.
 
-    kfgrpo tiny-model --output DIR [--arch qwen2_5_vl|qwen3_vl] [--size tiny|small] [--seed S]
+    kfgrpo tiny-model --output DIR [--arch qwen2_5_vl|qwen3_vl] [--size tiny|small|demo] [--seed S]
     kfgrpo synth      --output DIR --num-videos N [--seed S] [ChronoSynth knobs]
     kfgrpo tad        --manifest M.jsonl --output DIR --num-frames K [--candidate-fps F] [--encoder pixel|hf:...]
                       [--config TAD.yaml]
@@ -55,7 +55,12 @@ def _quiet_env():
 class TinyModelArgs:
     output: str = field(metadata={"help": "Folder to write the model and processor to."})
     arch: str = field(default="qwen2_5_vl", metadata={"help": "Architecture: qwen2_5_vl or qwen3_vl."})
-    size: str = field(default="tiny", metadata={"help": "tiny (head_dim 16, CPU) or small (head_dim 64, vLLM)."})
+    size: str = field(
+        default="tiny",
+        metadata={
+            "help": "tiny (head_dim 16, CPU), small (head_dim 64, vLLM) or demo (small with 4 layers: make train)."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
 

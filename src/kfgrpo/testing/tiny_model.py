@@ -11,6 +11,8 @@
 
 ``size="tiny"`` is as small as a Qwen-VL can be (≈0.2 M parameters, head_dim 16; seconds per step on CPU).
 ``size="small"`` has head_dim 64, which vLLM's attention kernels require (GPU tests).
+``size="demo"`` is ``small`` with 4 layers, the CPU demo's model: with 2, the option compare of its warm start failed
+to form on about one seed in five (docs/cpu_demo.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 from pathlib import Path
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
-SIZES = ("tiny", "small")
+SIZES = ("tiny", "small", "demo")
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -56,6 +58,9 @@ _SIZES = {
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, inter=128, v_hidden=32, v_heads=2, v_inter=64, v_depth=2),
     "small": dict(
         hidden=256, layers=2, heads=4, kv_heads=2, inter=512, v_hidden=128, v_heads=2, v_inter=256, v_depth=2
+    ),
+    "demo": dict(
+        hidden=256, layers=4, heads=4, kv_heads=2, inter=512, v_hidden=128, v_heads=2, v_inter=256, v_depth=2
     ),
 }
 
