@@ -87,8 +87,11 @@ def plot_learning_curve(history: list[dict], output: str | os.PathLike, title: s
         for key, color in zip(reliance, ("tab:red", "tab:orange", "tab:purple", "tab:brown")):
             x, y = _series(history, f"kf/{key}/reliance")
             if x:
-                ax.plot(x, running_mean(y, smooth), color=color, lw=2, label=f"{key}")
+                # logged only at the steps where a group could be ranked: a marker shows even a single one
+                ax.plot(x, running_mean(y, smooth), color=color, lw=2, marker="o", ms=4, label=f"{key}")
         _label(ax, "frame reliance D of the scored completions", "how much less likely on perturbed frames")
+    if panels == 2:
+        axes[0][1].set_xlim(axes[0][0].get_xlim())  # the same steps on both panels
     if title:
         fig.suptitle(title)
     fig.tight_layout()
