@@ -83,4 +83,4 @@ if __name__ == "__main__":
     from kfgrpo.cli import end_distributed
 
     main(sys.argv[1:])
-    end_distributed()
+    end_distributed(0)
