@@ -8,7 +8,7 @@ so it should favour reading the frames over the cue; GRPO rewards both the same.
 
 Stages (each skipped when its output exists, so an interrupted run resumes):
 
-1. the tiny random-weight model (``kfgrpo tiny-model --size small``);
+1. the tiny random-weight model, the CPU demo's (``kfgrpo tiny-model --size demo``);
 2. ChronoSynth, 400 training videos (seed 0) twice: ``warm``, the CPU demo's training data (``order`` and ``count``,
    no cue), and ``train``, the same videos' ``order`` questions with the cue; the held-out split without the cue
    (``--split test``, seed 1, 200 videos) or the tuning split (``--split tune``, seed 2): the knobs of
@@ -153,6 +153,13 @@ def train_summary(out: Path) -> dict:
     for k in keys:
         values = [h[k] for h in history if k in h]
         summary[k] = sum(values) / len(values)
+    # The credit gate's g on groups whose solution is the cue's letter against the other groups, step by step.
+    cue, others = f"kf/credit/answer_{SHORTCUT_LETTER}", []
+    for h in history:
+        mine = [v for k, v in h.items() if k.startswith("kf/credit/answer_") and k != cue]
+        others += [sum(mine) / len(mine)] if mine else []
+    if cue in summary and others:
+        summary["credit_shortcut_letter"], summary["credit_other_letters"] = summary[cue], sum(others) / len(others)
     return summary
 
 
@@ -266,7 +273,7 @@ def main():
     times = StageTimes(work / "times.json")
     base = work / "base-model"
     if not (base / "config.json").exists():
-        times["base model"] = run(kfgrpo("tiny-model", "--output", base, "--size", "small", "--seed", 0),
+        times["base model"] = run(kfgrpo("tiny-model", "--output", base, "--size", "demo", "--seed", 0),
                                   work / "tiny-model.log")  # fmt: skip
     splits = [("train", args.train_videos), (args.split, args.eval_videos)]
     if args.warm_start is None:
@@ -405,6 +412,12 @@ def main():
     for arm, row in table.items():
         n = sum(r["arm"] == arm for r in runs)
         print(f"{arm:<22}{n:>6}" + "".join(f"{m:>9.3f} ± {s:.3f}" for m, s in row.values()))
+    for arm in args.arms:
+        mine = [r for r in runs if r["arm"] == arm and "credit_shortcut_letter" in r]
+        if mine:
+            cue, other = (mean_se([r[k] for r in mine]) for k in ("credit_shortcut_letter", "credit_other_letters"))
+            print(f"{arm}: credit on groups whose answer is {SHORTCUT_LETTER} {cue[0]:.3f} ± {cue[1]:.3f}, "
+                  f"on the others {other[0]:.3f} ± {other[1]:.3f} (mean over steps, ± SE over seeds)")  # fmt: skip
     differences = {}
     for arm in args.arms:
         if arm != "grpo" and "grpo" in table:

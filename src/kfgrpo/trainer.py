@@ -45,7 +45,7 @@ from .config import KFGRPOConfig
 from .manifest import OPTION_LETTERS
 from .model_utils import ResumeWeightsMixin
 from .probes import perturb_row, probe_prompt, probe_rng, saliency_gap
-from .rewards.accuracy import extract_answer, extract_choice
+from .rewards.accuracy import extract_answer, extract_choice, solution_letter
 from .rewards.credit import positive_advantages_times
 from .rewards.keyframe import kf_contrastive_reward
 from .rewards.reliance import reliance_scores, spearman
@@ -183,6 +183,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         probe_frames, gap = self._kf_probe_sets(rows)
         acc = rewards[:, self._kf_acc_index]
         batch = ProbeBatch(acc, g, tuple(self.args.kf_probes), gather(gap))
+        batch.solution_letter = gather(torch.tensor([solution_letter(r) for r in rows], device=acc.device))
         if rule.needs == "reliance":
             distinct = self._kf_distinct_correct_groups(acc[local], completion_ids_list)
             need = rule.score_mask(acc[local], distinct)

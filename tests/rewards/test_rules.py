@@ -29,3 +29,26 @@ def test_the_trainer_does_not_branch_on_a_rule_name():
     source = inspect.getsource(trainer_module)
     assert not re.search(r"kf_reward\s*(==|!=|in)", source)
     assert not re.search(r"kf_probe_mode\s*(==|!=)", source)
+
+
+def test_credit_is_logged_per_solution_letter():
+    """The gate's credit on the groups whose right answer is each letter: a cue on one letter shows up here."""
+    import torch
+
+    from kfgrpo.rewards.accuracy import solution_letter
+    from kfgrpo.rewards.rules import ProbeBatch, make_rule
+
+    args = KFGRPOConfig(output_dir="unused", kf_reward="credit", kf_probes=["shuffle"], kf_probe_bonus=[1.0],
+                        kf_saliency_weight=0.0, report_to="none", use_cpu=True, bf16=False)  # fmt: skip
+    rule = make_rule(args)
+    rows = [{"problem_type": "multiple_choice", "solution": s} for s in ("<answer>A</answer>", "B", "A")]
+    rows.append({"problem_type": "numerical", "solution": "3"})
+    letters = torch.tensor([solution_letter(r) for r in rows])
+    assert letters.tolist() == [0, 1, 0, -1]
+    # p = 0.5 everywhere; the shuffle probe scores 0.5, 0.0, 0.25, 0.0 -> g = 0, 1, 0.5, 1 (the last group not probed)
+    accuracy = torch.tensor([1.0, 0.0] * 4)
+    batch = ProbeBatch(accuracy, 2, ("shuffle",), torch.zeros(4, 1), solution_letter=letters)
+    batch.probe_accuracy = torch.tensor([[0.5], [0.0], [0.25], [float("nan")]])
+    m = rule.metrics(batch)
+    assert m["kf/credit/answer_A"] == 0.25 and m["kf/credit/answer_B"] == 1.0
+    assert not any(k.startswith("kf/credit/answer_") and k[-1] not in "AB" for k in m)

@@ -140,6 +140,14 @@ def multiple_choice_score(answer: str, solution: str, options=None) -> float:
     return float(bool(letter and truth and letter == truth.group(1)))
 
 
+def solution_letter(row: dict) -> int:
+    """The index in ``OPTION_LETTERS`` of a multiple-choice row's solution letter; -1 for any other row."""
+    truth = (
+        LETTER_PATTERN.search(str(row.get("solution") or "")) if row.get("problem_type") == "multiple_choice" else None
+    )
+    return OPTION_LETTERS.index(truth.group(1)) if truth else -1
+
+
 def _answer_numbers(answer: str) -> list[float]:
     """The numbers of an answer, in the forms ``read_numerals`` reads (written out, fractions, ...); none when it hedges
     between two different numbers ("3 or 4", "between three and five")."""

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import torch
 
+from ..manifest import OPTION_LETTERS
 from .credit import contrastive_credit, probe_weights
 from .keyframe import keyframe_bonus
 from .reliance import centred_ranks, combine_probes, eligible_mask, rank_reward, reliance_gate, shape_factor
@@ -62,6 +63,9 @@ class ProbeBatch:
     probe_logp_gap: torch.Tensor | None = None
     per_probe: torch.Tensor | None = None
     real_logp: torch.Tensor | None = None
+    # [groups] the index of the solution's option letter (kfgrpo.manifest.OPTION_LETTERS), -1 for a row that is not
+    # multiple choice: lets the credit be read per gold letter (does the gate withhold credit from the cue's letter?)
+    solution_letter: torch.Tensor | None = None
     derived: dict = field(default_factory=dict)  # what a rule computed from the above (reliance, ranks, credit)
 
     @property
@@ -208,6 +212,11 @@ class CreditRule(KeyframeRule):
             for j, kind in enumerate(batch.probes):
                 out[f"kf/{kind}/accuracy"] = batch.probe_accuracy[probed, j].mean().item()
                 out[f"kf/{kind}/gap"] = (p[probed] - batch.probe_accuracy[probed, j]).mean().item()
+            if batch.solution_letter is not None:
+                for i in batch.solution_letter[probed].unique().tolist():
+                    if i >= 0:
+                        mine = probed & (batch.solution_letter == i)
+                        out[f"kf/credit/answer_{OPTION_LETTERS[i]}"] = g[mine].mean().item()
         return out
 
 
