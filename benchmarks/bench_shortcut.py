@@ -67,6 +67,23 @@ ARMS: dict[str, list[str]] = {
         "1",
         "1",
     ],
+    # the same, every advantage of the group times g (kf_credit_scope: group), not only the positive ones
+    "kf-grpo-credit-group": [
+        "--kf_preset",
+        "kf-grpo",
+        "--kf_reward",
+        "credit",
+        "--kf_probes",
+        "shuffle",
+        "swap_salient",
+        "blind",
+        "--kf_probe_bonus",
+        "1",
+        "1",
+        "1",
+        "--kf_credit_scope",
+        "group",
+    ],
     # its offline counterpart: plain GRPO on the questions the warm start does not answer without frames
     "grpo-blind-filter": ["--kf_preset", "grpo"],
 }
@@ -188,25 +205,48 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def curve(run, key):
+    def points(run, key) -> list[tuple[int, float]]:
+        """(step, value) of a logged metric; ``prefix*``: the mean over the matching keys other than the cue's."""
         h = json.loads((work / run["run"] / "trainer_state.json").read_text())["log_history"]
-        y = [x[key] for x in h if key in x]
+        out = []
+        for x in h:
+            if key.endswith("*"):
+                mine = [v for k, v in x.items() if k.startswith(key[:-1]) and k != cue]
+                out += [(x["step"], sum(mine) / len(mine))] if mine else []
+            elif key in x:
+                out.append((x["step"], x[key]))
+        return out
+
+    def running_mean(y):
         return [sum(y[max(0, i - smooth + 1) : i + 1]) / min(i + 1, smooth) for i in range(len(y))]
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.3))
-    colors = dict(zip(ARMS, ("tab:gray", "tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "black",
-                             "tab:brown")))  # fmt: skip
+    palette = ("tab:gray", "tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "black", "tab:brown",
+               "tab:pink", "tab:cyan", "tab:olive")  # fmt: skip
+    colors = dict(zip(ARMS, palette))
+    # The middle panel: metrics logged only at some steps (the credit gate's g on the probed groups whose answer is the
+    # cue's letter, solid, and on the others, dashed; frame reliance D), pooled over seeds in bins of `smooth` steps.
+    cue = f"kf/credit/answer_{SHORTCUT_LETTER}"
+    middle = [(cue, "-", f"g, answer {SHORTCUT_LETTER}"), ("kf/credit/answer_*", "--", "g, other answers"),
+              ("kf/reliance/mean", "-", "D")]  # fmt: skip
     for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == arm]
-        for ax, key in zip(axes[:2], ("rewards/accuracy_reward/mean", "kf/reliance/mean")):
-            curves = [c for c in (curve(r, key) for r in mine) if c]
-            if not curves:
+        curves = [running_mean([v for _, v in points(r, "rewards/accuracy_reward/mean")]) for r in mine]
+        n = min(map(len, curves))
+        for c in curves:
+            axes[0].plot(c[:n], color=colors.get(arm), alpha=0.2, lw=1)
+        mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+        axes[0].plot(mean, color=colors.get(arm), lw=2, label=f"{arm} ({len(curves)} seeds)")
+        for key, style, what in middle:
+            pooled = [p for r in mine for p in points(r, key)]
+            if not pooled:
                 continue
-            n = min(map(len, curves))
-            mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
-            for c in curves:
-                ax.plot(c[:n], color=colors.get(arm), alpha=0.2, lw=1)
-            ax.plot(mean, color=colors.get(arm), lw=2, label=f"{arm} ({len(curves)} seeds)")
+            bins: dict[int, list[float]] = {}
+            for step, v in pooled:
+                bins.setdefault(step // smooth, []).append(v)
+            x = sorted(bins)
+            axes[1].plot([(b + 0.5) * smooth for b in x], [sum(bins[b]) / len(bins[b]) for b in x], ls=style,
+                         marker="o", ms=3, color=colors.get(arm), label=f"{arm}, {what} ({len(pooled)} steps)")  # fmt: skip
         axes[2].scatter(
             [r["accuracy_violating"] for r in mine], [r["shortcut_answer_rate"] for r in mine], color=colors.get(arm),
             label=arm, s=40,
@@ -217,13 +257,14 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
     axes[0].set_title("training accuracy (the answer is A 80 % of the time)")
     axes[0].axhline(0.8, color="k", lw=0.8, ls=":")
     axes[0].text(0, 0.805, "always A", fontsize=8)
-    axes[1].set_title("frame reliance D of the scored rollouts (gap per token)")
+    axes[1].set_title("credit g by the group's answer (credit gate), or frame reliance D")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel(f"mean over seeds and {smooth}-step bins")
     axes[2].set_title("held-out, one point per run")
     axes[2].set_xlabel("accuracy on questions whose answer is not A")
     axes[2].set_ylabel("share of answers that are A")
-    for ax in axes[:2]:
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"running mean over {smooth} steps")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel(f"running mean over {smooth} steps")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)

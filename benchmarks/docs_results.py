@@ -39,14 +39,16 @@ def _z(mean: float, se: float) -> float:
     return mean / se if se else math.nan
 
 
-def shortcut_fragments(data: dict) -> dict[str, str]:
-    """docs/benchmarks.md "Does KF-GRPO help?" and the README's row, from ``shortcut.json``."""
-    warm, summary, paired = data["warm_start"], data["summary"], data["paired_difference_vs_grpo"]
+def _shortcut_rows(data: dict, labels: dict) -> list[str]:
+    """The held-out table of bench_shortcut.py: the warm start, then one row per arm (mean ± SE, per-seed accuracy)."""
+    warm, summary = data["warm_start"], data["summary"]
     rows = [
         f"| SFT warm start, no RL | – | {warm['accuracy']:.3f} | {signed(warm['frame_sensitivity'])} | "
         f"{warm['accuracy_consistent']:.3f} | {warm['accuracy_violating']:.3f} | {warm['shortcut_answer_rate']:.2f} | |"
     ]
-    for arm, label in SHORTCUT_LABELS.items():
+    for arm, label in labels.items():
+        if arm not in summary:
+            continue
         s = summary[arm]
         runs = sorted((r for r in data["runs"] if r["arm"] == arm), key=lambda r: r["seed"])
         cells = [f"{s['accuracy']['mean']:.3f} ± {s['accuracy']['se']:.3f}"]
@@ -55,6 +57,10 @@ def shortcut_fragments(data: dict) -> dict[str, str]:
         cells.append(f"{s['shortcut_answer_rate']['mean']:.2f} ± {s['shortcut_answer_rate']['se']:.2f}")
         cells.append(", ".join(f"{r['accuracy']:.3f}" for r in runs))
         rows.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _paired_parts(paired: dict) -> list[str]:
     parts = []
     for arm, d in paired.items():
         acc, fs = d["accuracy"], d["frame_sensitivity"]
@@ -62,6 +68,15 @@ def shortcut_fragments(data: dict) -> dict[str, str]:
             f"`{arm}` {signed(acc['mean'])} ± {acc['se']:.3f} accuracy ({signed(_z(acc['mean'], acc['se']), 1)} SE, "
             f"{acc['seeds']} seeds), frame sensitivity {signed(fs['mean'])} ± {fs['se']:.3f}"
         )
+    return parts
+
+
+def reliance_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md's record of the per-completion reliance rules, from ``shortcut-reliance.json`` (the
+    earlier warm start)."""
+    warm, paired = data["warm_start"], data["paired_difference_vs_grpo"]
+    rows = _shortcut_rows(data, SHORTCUT_LABELS)
+    parts = _paired_parts(paired)
     default = paired["kf-grpo"]
     acc, fs = default["accuracy"], default["frame_sensitivity"]
     z = _z(acc["mean"], acc["se"])
@@ -80,11 +95,78 @@ def shortcut_fragments(data: dict) -> dict[str, str]:
         ),
         "shortcut warm share": f"answers A more often than it did ({warm['shortcut_answer_rate']:.3f})",
         "shortcut conclusion": f"its gain over GRPO is {verdict.lower()} ({z:.1f} SE)",
-        "shortcut readme": (
-            f"{verdict}: {signed(acc['mean'])} ± {acc['se']:.3f} held-out accuracy over {acc['seeds']} paired seeds "
-            f"({z:.1f} SE)"
+    }
+
+
+CREDIT_LABELS = {
+    "grpo": "`grpo`",
+    "kf-grpo-credit": "`kf-grpo`, `kf_reward: credit` (shuffle, swap_salient, blind)",
+    "kf-grpo-credit-group": "the same, `kf_credit_scope: group`",
+    "grpo-blind-filter": "`grpo` on the blind-filtered questions",
+}
+
+
+CREDIT_SHORT = {
+    "kf-grpo-credit-group": "`kf_credit_scope: group`",
+    "grpo-blind-filter": "the blind filter",
+}
+
+
+def credit_fragments(data: dict, name: str = "credit", readme: bool = True) -> dict[str, str]:
+    """docs/benchmarks.md "Does KF-GRPO help?" (the credit gate and the blind filter) and the README's row, from
+    ``shortcut.json`` (and ``shortcut-lr1e-4.json``, ``name`` "credit lr1e-4", no README row)."""
+    warm, paired, summary = data["warm_start"], data["paired_difference_vs_grpo"], data["summary"]
+    gate = paired["kf-grpo-credit"]["accuracy"]
+    z = _z(gate["mean"], gate["se"])
+    verdict = "Shown" if z > GOAL_SE else "Not shown"
+    others = [
+        f"{CREDIT_SHORT[arm]} {signed(d['accuracy']['mean'])} ± {d['accuracy']['se']:.3f} "
+        f"({signed(_z(d['accuracy']['mean'], d['accuracy']['se']), 1)} SE)"
+        for arm, d in paired.items()
+        if arm != "kf-grpo-credit"
+    ]
+    runs = [r for r in data["runs"] if r["arm"] == "kf-grpo-credit"]
+    cue = [r["credit_shortcut_letter"] for r in runs]
+    other = [r["credit_other_letters"] for r in runs]
+    probed = [r["kf/credit/probed_groups"] for r in runs]
+    grpo = summary["grpo"]["accuracy"]["mean"]
+    out = {
+        f"{name} table": "\n".join(_shortcut_rows(data, CREDIT_LABELS)),
+        f"{name} paired": "Paired by seed, against `grpo`: " + "; ".join(_paired_parts(paired)) + ".",
+        f"{name} headline": (
+            f"**{verdict}.** The credit gate ends {signed(gate['mean'])} ± {gate['se']:.3f} held-out accuracy against "
+            f"`grpo` (paired over {gate['seeds']} seeds: {z:+.1f} standard errors, "
+            f"{'more than' if z > GOAL_SE else 'not'} the {GOAL_SE:g} the question needs)"
+            + (f"; {'; '.join(others)}" if others else "")
+            + f". From the demo's warm start ({warm['accuracy']:.3f} held out), `grpo` itself ends at {grpo:.3f}"
+        ),
+        f"{name} logged": (
+            f"mean g {sum(cue) / len(cue):.3f} on groups whose answer is A against {sum(other) / len(other):.3f} on "
+            f"the others (per seed {min(cue):.2f}–{max(cue):.2f} against {min(other):.2f}–{max(other):.2f}), on the "
+            f"{100 * min(probed):.0f}–{100 * max(probed):.0f} % of groups it probed"
         ),
     }
+    if readme:
+        out[f"{name} readme"] = (
+            f"{verdict}: the credit gate {signed(gate['mean'])} ± {gate['se']:.3f} held-out accuracy against `grpo` "
+            f"over {gate['seeds']} paired seeds ({z:+.1f} SE)" + (f"; {'; '.join(others)}" if others else "")
+        )
+    return out
+
+
+def credit_tuning_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md's learning-rate record of the credit comparison, from ``shortcut-credit-tuning.json``."""
+    rows = ["| learning rate | arm | accuracy | frame sensitivity | share of answers A | g, answer A / others |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in data["runs"]:
+        g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
+             if "credit_shortcut_letter" in r else "–")  # fmt: skip
+        rows.append(
+            f"| {r['learning_rate']:.0e} | `{r['arm']}` | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | "
+            f"{r['shortcut_answer_rate']:.2f} | {g} |"
+        )
+    rows = [row.replace("e-0", "e-") for row in rows]
+    return {"credit tuning table": "\n".join(rows), "credit tuning warm": f"{data['warm_start']['accuracy']:.3f}"}
 
 
 def _tuning_label(arm: str) -> str:
@@ -330,7 +412,17 @@ PAGES = {
     "shortcut paired": "docs/benchmarks.md",
     "shortcut headline": "docs/benchmarks.md",
     "shortcut warm share": "docs/benchmarks.md",
-    "shortcut readme": "README.md",
+    "credit table": "docs/benchmarks.md",
+    "credit paired": "docs/benchmarks.md",
+    "credit headline": "docs/benchmarks.md",
+    "credit logged": "docs/benchmarks.md",
+    "credit readme": "README.md",
+    "credit tuning table": "docs/benchmarks.md",
+    "credit tuning warm": "docs/benchmarks.md",
+    "credit lr1e-4 table": "docs/benchmarks.md",
+    "credit lr1e-4 paired": "docs/benchmarks.md",
+    "credit lr1e-4 headline": "docs/benchmarks.md",
+    "credit lr1e-4 logged": "docs/benchmarks.md",
     "shortcut conclusion": "docs/benchmarks.md",
     "tuning best": "docs/benchmarks.md",
     "tuning warm start": "docs/benchmarks.md",
@@ -397,7 +489,12 @@ def visual_input_fragments(cpu: dict, gpu: dict) -> dict[str, str]:
 
 
 def fragments() -> dict[str, str]:
-    out = shortcut_fragments(json.loads((RESULTS / "shortcut.json").read_text()))
+    out = reliance_fragments(json.loads((RESULTS / "shortcut-reliance.json").read_text()))
+    out.update(credit_fragments(json.loads((RESULTS / "shortcut.json").read_text())))
+    out.update(credit_tuning_fragments(json.loads((RESULTS / "shortcut-credit-tuning.json").read_text())))
+    lr = RESULTS / "shortcut-lr1e-4.json"
+    if lr.exists():
+        out.update(credit_fragments(json.loads(lr.read_text()), "credit lr1e-4", readme=False))
     out.update(tuning_fragments(json.loads((RESULTS / "shortcut-tuning.json").read_text())))
     out.update(tad_learn_fragments(json.loads((RESULTS / "tad-learn.json").read_text())))
     out.update(cpu_demo_fragments(json.loads((RESULTS / "cpu-demo.json").read_text())))

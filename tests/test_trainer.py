@@ -650,6 +650,18 @@ def test_credit_gate_advantages_and_metrics_from_known_probe_accuracies(tiny_mod
     assert "rewards/kf_contrastive_reward/mean" in m and m["rewards/kf_contrastive_reward/mean"] == 0.0
 
 
+def test_credit_scope_group_scales_every_advantage_of_the_group(tiny_model_dir, train_ds, tmp_path):
+    """kf_credit_scope: group: a group the frames did not cause (g = 0) teaches nothing, its wrong answers included."""
+    funcs = [_Pattern([1, 1, 0, 0]), format_reward]
+    base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir).view(2, 4)
+    trainer, _ = _credit_trainer(tiny_model_dir, train_ds, tmp_path / "credit", funcs, [[0.25, 0.5], [0.5, 0.5]],
+                                 kf_credit_scope="group")  # fmt: skip
+    torch.manual_seed(0)
+    adv = trainer._generate_and_score_completions(_rows(train_ds))["advantages"].view(2, 4)
+    assert adv == pytest.approx(base * torch.tensor([0.5, 0.0]).view(2, 1), abs=1e-6)
+    assert (adv[1] == 0).all() and (base[1][2:] < 0).all()
+
+
 def test_credit_gate_with_an_unsurvivable_probe_is_grpo_exactly(tiny_model_dir, train_ds, tmp_path):
     funcs = [_Pattern([1, 1, 0, 0]), format_reward]
     base = _grpo_advantages(tmp_path / "grpo", funcs, train_ds, tiny_model_dir)
@@ -751,3 +763,14 @@ def test_two_generation_batches_in_one_step_draw_different_probes(tiny_model_dir
     del calls[:]
     trainer._generate_and_score_completions(rows)
     assert trainer.state.global_step == 0 and calls[1] != first
+
+
+def test_real_probes_leave_the_update_alone_when_every_group_keeps_full_credit(tiny_model_dir, train_ds, tmp_path):
+    """g ≡ 1 (kf_credit_floor 1): generating and scoring real probes must not touch what the loss trains on."""
+    grpo, grpo_completions = _first_step(tiny_model_dir, train_ds, tmp_path / "grpo", kf_preset="grpo")
+    credit, credit_completions = _first_step(tiny_model_dir, train_ds, tmp_path / "credit", kf_reward="credit",
+                                             kf_probes=["shuffle", "swap_salient", "blind"],
+                                             kf_probe_bonus=[1.0, 1.0, 1.0], kf_credit_floor=1.0)  # fmt: skip
+    assert credit_completions == grpo_completions
+    assert credit["kf/credit/probed_groups"] > 0
+    assert credit["grad_norm"] == grpo["grad_norm"] and credit["loss"] == pytest.approx(grpo["loss"], rel=1e-6)

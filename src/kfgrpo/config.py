@@ -235,6 +235,20 @@ class KFGRPOConfig(GRPOConfig):
             )
         },
     )
+    kf_credit_scope: str = field(
+        default="positive",
+        metadata={
+            "help": _help(
+                "Which of a group's advantages g multiplies: `positive` (the right answers' push; a wrong answer "
+                "keeps its full push down) or `group` (every advantage of the group: a group whose success the frames "
+                "did not cause teaches nothing either way). Under `positive` the pushes left in a cue-letter group "
+                "are the ones down on the other letters, which is itself a push towards the cue's letter "
+                '(docs/benchmarks.md, "Does KF-GRPO help?").',
+                "kf_credit_scope",
+            ),
+            "choices": ["positive", "group"],
+        },
+    )
     kf_probe_generations: int | None = field(
         default=None,
         metadata={
@@ -373,6 +387,8 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError("kf_reliance_top_tokens must be >= 1")
         if (self.kf_reliance_clip is not None and self.kf_reliance_clip <= 0) or self.kf_gate_scale <= 0:
             raise ValueError("kf_reliance_clip and kf_gate_scale must be > 0")
+        if self.kf_credit_scope not in ("positive", "group"):
+            raise ValueError(f"kf_credit_scope must be positive or group, got {self.kf_credit_scope!r}")
         if not 0.0 <= self.kf_credit_floor <= 1.0:
             raise ValueError("kf_credit_floor must be in [0, 1]")
         if self.kf_probes and self.kf_reward != "group" and any(a < 0 for a in self.kf_probe_bonus):

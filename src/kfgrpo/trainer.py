@@ -46,7 +46,6 @@ from .manifest import OPTION_LETTERS
 from .model_utils import ResumeWeightsMixin
 from .probes import perturb_row, probe_prompt, probe_rng, saliency_gap
 from .rewards.accuracy import extract_answer, extract_choice, solution_letter
-from .rewards.credit import positive_advantages_times
 from .rewards.keyframe import kf_contrastive_reward
 from .rewards.reliance import reliance_scores, spearman
 from .rewards.rules import ProbeBatch, make_rule
@@ -241,7 +240,7 @@ class KFGRPOTrainer(ResumeWeightsMixin, GRPOTrainer):
         n, rank = output["advantages"].size(0), self.accelerator.process_index
         local = slice(rank * n, (rank + 1) * n)  # TRL's process slice of the gathered batch
         if pending["factor"] is not None:
-            output["advantages"] = positive_advantages_times(output["advantages"], pending["factor"][local])
+            output["advantages"] = self.kf_rule.scale_advantages(output["advantages"], pending["factor"][local])
             # TRL logged the advantages before they were rescaled: log the ones the loss uses.
             trained = gather(output["advantages"]).tolist()
             logged = self._logs["advantages"]

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 
 from ..manifest import OPTION_LETTERS
-from .credit import contrastive_credit, probe_weights
+from .credit import contrastive_credit, positive_advantages_times, probe_weights
 from .keyframe import keyframe_bonus
 from .reliance import centred_ranks, combine_probes, eligible_mask, rank_reward, reliance_gate, shape_factor
 
@@ -110,6 +110,11 @@ class KeyframeRule:
         """[N] the factor on positive advantages (``acts_on == "advantages"``)."""
         return torch.ones_like(batch.accuracy)
 
+    def scale_advantages(self, advantages: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """TRL's normalized advantages after the rule's ``advantage_factor`` (``acts_on == "advantages"``): by default
+        the positive ones times the factor, the others unchanged."""
+        return positive_advantages_times(advantages, factor)
+
     def metrics(self, batch: ProbeBatch) -> dict[str, float]:
         return {}
 
@@ -174,7 +179,7 @@ class CreditRule(KeyframeRule):
     """The contrastive credit gate (``kfgrpo.rewards.credit``): positive advantages × the group's credit g."""
 
     name, acts_on = "credit", "advantages"
-    knobs = ("kf_probe_generations", "kf_credit_floor")
+    knobs = ("kf_probe_generations", "kf_credit_floor", "kf_credit_scope")
 
     @property
     def needs(self) -> str:
@@ -195,6 +200,11 @@ class CreditRule(KeyframeRule):
 
     def advantage_factor(self, batch):
         return self.credit(batch).repeat_interleave(batch.num_generations)
+
+    def scale_advantages(self, advantages, factor):
+        if self.args.kf_credit_scope == "group":
+            return advantages * factor
+        return super().scale_advantages(advantages, factor)
 
     def metrics(self, batch):
         g = self.credit(batch)
