@@ -40,6 +40,9 @@ import sys
 import time
 from pathlib import Path
 
+# The credit gate's arguments: its three probes (order, content, no frames) with equal weights.
+CREDIT = ["--kf_preset", "kf-grpo", "--kf_reward", "credit", "--kf_probes", "shuffle", "swap_salient", "blind",
+          "--kf_probe_bonus", "1", "1", "1"]  # fmt: skip
 # Every arm trains recipes/tiny-cpu/shortcut.yaml; these are the arguments that differ.
 ARMS: dict[str, list[str]] = {
     "grpo": ["--kf_preset", "grpo"],
@@ -53,37 +56,9 @@ ARMS: dict[str, list[str]] = {
     "grpo-batch": ["--kf_preset", "grpo", "--scale_rewards", "batch"],
     "kf-grpo-group-batch": ["--kf_preset", "kf-grpo", "--kf_reward", "group", "--scale_rewards", "batch"],
     # the contrastive credit gate: positive advantages x how much the real frames caused the group's success
-    "kf-grpo-credit": [
-        "--kf_preset",
-        "kf-grpo",
-        "--kf_reward",
-        "credit",
-        "--kf_probes",
-        "shuffle",
-        "swap_salient",
-        "blind",
-        "--kf_probe_bonus",
-        "1",
-        "1",
-        "1",
-    ],
+    "kf-grpo-credit": CREDIT,
     # the same, every advantage of the group times g (kf_credit_scope: group), not only the positive ones
-    "kf-grpo-credit-group": [
-        "--kf_preset",
-        "kf-grpo",
-        "--kf_reward",
-        "credit",
-        "--kf_probes",
-        "shuffle",
-        "swap_salient",
-        "blind",
-        "--kf_probe_bonus",
-        "1",
-        "1",
-        "1",
-        "--kf_credit_scope",
-        "group",
-    ],
+    "kf-grpo-credit-group": [*CREDIT, "--kf_credit_scope", "group"],
     # its offline counterpart: plain GRPO on the questions the warm start does not answer without frames
     "grpo-blind-filter": ["--kf_preset", "grpo"],
 }
