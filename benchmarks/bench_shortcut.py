@@ -197,7 +197,7 @@ def plot(runs: list[dict], work: Path, output: Path, warm: dict | None, smooth: 
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.3))
     palette = ("tab:gray", "tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple", "black", "tab:brown",
-               "tab:pink", "tab:cyan", "tab:olive")  # fmt: skip
+               "tab:pink", "tab:cyan", "tab:olive", "navy")  # fmt: skip
     colors = dict(zip(ARMS, palette))
     # The middle panel: metrics logged only at some steps (the credit gate's g on the probed groups whose answer is the
     # cue's letter, solid, and on the others, dashed; frame reliance D), pooled over seeds in bins of `smooth` steps.
