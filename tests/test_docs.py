@@ -4,6 +4,8 @@ command in their code blocks names a real subcommand or target and real flags.""
 import io
 import re
 import shlex
+import shutil
+import subprocess
 from contextlib import redirect_stdout
 from functools import cache
 from pathlib import Path
@@ -48,6 +50,22 @@ def test_relative_links_and_anchors_resolve(page):
         if anchor:
             assert dest.suffix == ".md", f"{page.name}: anchor into a non-markdown file: {target}"
             assert anchor in _anchors(dest), f"{page.name}: no heading for #{anchor} in {dest.name}"
+
+
+def test_linked_files_and_quoted_results_are_not_git_ignored():
+    """A figure or record the docs link, or one that benchmarks/docs_results.py reads, ships with a clone: a file that
+    exists here but is git-ignored passes every other check and is missing from everyone else's checkout."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = {
+        (page.parent / t.partition("#")[0]).resolve() for page in PAGES for t in _links(page) if t.partition("#")[0]
+    }
+    paths |= {ROOT / "benchmarks" / "results" / name for name in _docs_results().RECORDS}
+    inside = sorted(str(p.relative_to(ROOT)) for p in paths if p.is_relative_to(ROOT))
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *inside], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert ignored == [], f"linked or quoted but git-ignored (add them to .gitignore's exceptions): {ignored}"
 
 
 def _commands(page: Path):

@@ -344,6 +344,13 @@ class KFGRPOConfig(GRPOConfig):
         from .hub import move_hub_token_to_environment
 
         move_hub_token_to_environment(self)  # never pickled into training_args.bin
+        self._check_visual_input()
+        self._fill_kf_preset()
+        self._check_kf_values()
+        self._check_probe_rollouts()
+
+    def _check_visual_input(self):
+        """`visual_input` names a known input, and video rolls out where TRL can send it."""
         from .visual_input import VISUAL_INPUTS
 
         if self.visual_input not in VISUAL_INPUTS:
@@ -358,6 +365,9 @@ class KFGRPOConfig(GRPOConfig):
                 "(vllm_tensor_parallel_size: 1); TRL 1.16's vLLM server takes images only: use vllm_mode: colocate, "
                 "use_vllm: false, or visual_input: images"
             )
+
+    def _fill_kf_preset(self):
+        """The preset fills the knobs the user left unset; the probes and the rule are checked."""
         if self.kf_preset not in PRESETS:
             raise ValueError(f"kf_preset must be one of {PRESETS}, got {self.kf_preset!r}")
         user_set = self._kf_knobs_set()
@@ -379,6 +389,9 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError(f"kf_reward must be one of {KF_REWARDS}, got {self.kf_reward!r}")
         if self.kf_probes:
             self._refuse_ignored_knobs(user_set)
+
+    def _check_kf_values(self):
+        """Every reliance / credit / probe knob is in its range."""
         if self.kf_reliance_space not in ("prob", "logprob"):
             raise ValueError(f"kf_reliance_space must be 'prob' or 'logprob', got {self.kf_reliance_space!r}")
         if self.kf_reliance_scorer not in ("policy", "reference"):
@@ -403,6 +416,9 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError("kf_probe_generations must be >= 1")
         if not 0.0 < self.kf_probe_fraction <= 1.0:
             raise ValueError("kf_probe_fraction must be in (0, 1]")
+
+    def _check_probe_rollouts(self):
+        """Probes can be rolled out under this vLLM and batch setting."""
         from .rewards.rules import make_rule
 
         sampled = bool(self.kf_probes) and make_rule(self).needs == "sampled"
