@@ -154,6 +154,24 @@ def credit_fragments(data: dict, name: str = "credit", readme: bool = True) -> d
     return out
 
 
+REFERENCE_LABELS = {
+    "grpo": "`grpo`",
+    "t-grpo": "`t-grpo` (Video-R1)",
+    "kf-grpo": "**`kf-grpo`** (default, `kf_reward: shape`)",
+}
+
+
+def reference_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md's reference arms on the demo's warm start (``t-grpo`` and the default against ``grpo``),
+    from ``shortcut-reference.json``."""
+    return {
+        "reference table": "\n".join(_shortcut_rows(data, REFERENCE_LABELS)),
+        "reference paired": "Paired by seed, against `grpo`: "
+        + "; ".join(_paired_parts(data["paired_difference_vs_grpo"]))
+        + ".",
+    }
+
+
 def credit_tuning_fragments(records: list[dict]) -> dict[str, str]:
     """docs/benchmarks.md's learning-rate record of the credit comparison, from ``shortcut-tune-lr<lr>.json`` (one
     bench_shortcut.py run per learning rate, ``--split tune --seeds 0 --extra --learning_rate <lr>``)."""
@@ -423,6 +441,8 @@ PAGES = {
     "credit headline": "docs/benchmarks.md",
     "credit logged": "docs/benchmarks.md",
     "credit readme": "README.md",
+    "reference table": "docs/benchmarks.md",
+    "reference paired": "docs/benchmarks.md",
     "credit tuning table": "docs/benchmarks.md",
     "credit tuning warm": "docs/benchmarks.md",
     "credit lr1e-4 table": "docs/benchmarks.md",
@@ -501,6 +521,7 @@ RECORDS = (
     "shortcut-tune-lr1e-4.json",
     "shortcut-tune-lr2e-4.json",
     "shortcut-lr1e-4.json",
+    "shortcut-reference.json",
     "shortcut-tuning.json",
     "tad-learn.json",
     "cpu-demo.json",
@@ -519,6 +540,7 @@ def fragments() -> dict[str, str]:
     out.update(credit_fragments(record("shortcut.json")))
     out.update(credit_tuning_fragments([record("shortcut-tune-lr1e-4.json"), record("shortcut-tune-lr2e-4.json")]))
     out.update(credit_fragments(record("shortcut-lr1e-4.json"), "credit lr1e-4", readme=False))
+    out.update(reference_fragments(record("shortcut-reference.json")))
     out.update(tuning_fragments(record("shortcut-tuning.json")))
     out.update(tad_learn_fragments(record("tad-learn.json")))
     out.update(cpu_demo_fragments(record("cpu-demo.json")))
