@@ -24,6 +24,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu" / "kfgrpo.yaml"
+
 
 def build_data(work: Path, num_frames: int):
 
@@ -44,14 +46,22 @@ def build_data(work: Path, num_frames: int):
     return str(model), ds
 
 
-def demo_data(dataset: str):
-    from kfgrpo.cache import load_tad_dataset
-    from kfgrpo.data_utils import KFScriptArguments, to_grpo_dataset
+def demo_data(dataset: str, recipe: Path = DEMO_RECIPE):
+    """The rows as the demo's RL stage sees them: the prompt fields of its recipe (question position, the empty
+    system prompt and templates the warm start was trained on, dropped rows), read from the recipe itself: a prompt
+    the warm start never saw leaves it answering almost nothing right, and a step time measured there is not the
+    demo's."""
+    import dataclasses
 
+    import yaml
+
+    from kfgrpo.data_utils import KFScriptArguments, load_keyframe_dataset, to_grpo_dataset
+
+    fields = {f.name for f in dataclasses.fields(KFScriptArguments)} - {"dataset_name"}
     args = KFScriptArguments(
-        dataset_name=dataset, question_position="before", frame_template="", timestamps_template=""
+        dataset_name=dataset, **{k: v for k, v in yaml.safe_load(recipe.read_text()).items() if k in fields}
     )
-    return to_grpo_dataset(load_tad_dataset(dataset), args)  # the demo recipe's prompt (recipes/tiny-cpu/kfgrpo.yaml)
+    return to_grpo_dataset(load_keyframe_dataset(args), args)  # as `kfgrpo train` loads it
 
 
 def step_times(model, ds, out, steps, warmup, generations=8, completion_length=32, prompts=2, **kf):
