@@ -193,6 +193,25 @@ def credit_tuning_fragments(records: list[dict]) -> dict[str, str]:
     return {"credit tuning table": "\n".join(rows), "credit tuning warm": warm.pop()}
 
 
+def weak_start_fragments(records: dict[int, dict]) -> dict[str, str]:
+    """docs/benchmarks.md's weaker-warm-start record (the SFT recipe stopped after N of its 800 steps; RL seed 0, the
+    tuning split), from ``shortcut-tune-sft<N>.json``."""
+    rows = ["| SFT steps | arm | accuracy | frame sensitivity | share of answers A | g, answer A / others |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for steps, data in records.items():
+        warm = data["warm_start"]
+        rows.append(f"| {steps} | SFT warm start, no RL | {warm['accuracy']:.3f} | {signed(warm['frame_sensitivity'])} | "
+                    f"{warm['shortcut_answer_rate']:.2f} | – |")  # fmt: skip
+        for r in data["runs"]:
+            g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
+                 if "credit_shortcut_letter" in r else "–")  # fmt: skip
+            rows.append(
+                f"| {steps} | `{r['arm']}` | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | "
+                f"{r['shortcut_answer_rate']:.2f} | {g} |"
+            )
+    return {"weak start table": "\n".join(rows)}
+
+
 def _tuning_label(arm: str) -> str:
     """``rank, policy scorer, log-prob D, all groups`` as the page names it."""
     rule, _, rest = arm.partition(",")
@@ -443,6 +462,7 @@ PAGES = {
     "credit readme": "README.md",
     "reference table": "docs/benchmarks.md",
     "reference paired": "docs/benchmarks.md",
+    "weak start table": "docs/benchmarks.md",
     "credit tuning table": "docs/benchmarks.md",
     "credit tuning warm": "docs/benchmarks.md",
     "credit lr1e-4 table": "docs/benchmarks.md",
@@ -522,6 +542,8 @@ RECORDS = (
     "shortcut-tune-lr2e-4.json",
     "shortcut-lr1e-4.json",
     "shortcut-reference.json",
+    "shortcut-tune-sft300.json",
+    "shortcut-tune-sft500.json",
     "shortcut-tuning.json",
     "tad-learn.json",
     "cpu-demo.json",
@@ -541,6 +563,7 @@ def fragments() -> dict[str, str]:
     out.update(credit_tuning_fragments([record("shortcut-tune-lr1e-4.json"), record("shortcut-tune-lr2e-4.json")]))
     out.update(credit_fragments(record("shortcut-lr1e-4.json"), "credit lr1e-4", readme=False))
     out.update(reference_fragments(record("shortcut-reference.json")))
+    out.update(weak_start_fragments({n: record(f"shortcut-tune-sft{n}.json") for n in (300, 500)}))
     out.update(tuning_fragments(record("shortcut-tuning.json")))
     out.update(tad_learn_fragments(record("tad-learn.json")))
     out.update(cpu_demo_fragments(record("cpu-demo.json")))
