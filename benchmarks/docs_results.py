@@ -172,6 +172,16 @@ def reference_fragments(data: dict) -> dict[str, str]:
     }
 
 
+def _one_seed_cells(r: dict) -> str:
+    """A one-seed run's cells: arm, accuracy, frame sensitivity, share of answers A, the gate's g on A-groups / others."""
+    g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
+         if "credit_shortcut_letter" in r else "–")  # fmt: skip
+    return (
+        f"`{r['arm']}` | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | {r['shortcut_answer_rate']:.2f} | "
+        f"{g} |"
+    )
+
+
 def credit_tuning_fragments(records: list[dict]) -> dict[str, str]:
     """docs/benchmarks.md's learning-rate record of the credit comparison, from ``shortcut-tune-lr<lr>.json`` (one
     bench_shortcut.py run per learning rate, ``--split tune --seeds 0 --extra --learning_rate <lr>``)."""
@@ -180,13 +190,7 @@ def credit_tuning_fragments(records: list[dict]) -> dict[str, str]:
     for data in records:
         extra = data["extra_train_args"]
         lr = float(extra[extra.index("--learning_rate") + 1])
-        for r in data["runs"]:
-            g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
-                 if "credit_shortcut_letter" in r else "–")  # fmt: skip
-            rows.append(
-                f"| {lr:.0e} | `{r['arm']}` | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | "
-                f"{r['shortcut_answer_rate']:.2f} | {g} |"
-            )
+        rows += [f"| {lr:.0e} | " + _one_seed_cells(r) for r in data["runs"]]
     rows = [row.replace("e-0", "e-") for row in rows]
     warm = {f"{d['warm_start']['accuracy']:.3f}" for d in records}
     assert len(warm) == 1, f"the learning-rate records start from different warm starts: {warm}"
@@ -202,13 +206,7 @@ def weak_start_fragments(records: dict[int, dict]) -> dict[str, str]:
         warm = data["warm_start"]
         rows.append(f"| {steps} | SFT warm start, no RL | {warm['accuracy']:.3f} | {signed(warm['frame_sensitivity'])} | "
                     f"{warm['shortcut_answer_rate']:.2f} | – |")  # fmt: skip
-        for r in data["runs"]:
-            g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
-                 if "credit_shortcut_letter" in r else "–")  # fmt: skip
-            rows.append(
-                f"| {steps} | `{r['arm']}` | {r['accuracy']:.3f} | {signed(r['frame_sensitivity'])} | "
-                f"{r['shortcut_answer_rate']:.2f} | {g} |"
-            )
+        rows += [f"| {steps} | " + _one_seed_cells(r) for r in data["runs"]]
     return {"weak start table": "\n".join(rows)}
 
 
