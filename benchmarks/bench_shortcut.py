@@ -59,6 +59,9 @@ ARMS: dict[str, list[str]] = {
     "kf-grpo-credit": CREDIT,
     # the same, every advantage of the group times g (kf_credit_scope: group), not only the positive ones
     "kf-grpo-credit-group": [*CREDIT, "--kf_credit_scope", "group"],
+    # the same with one completion per probe (G_p = 1): the setting that keeps its step cost within 1.35x of grpo
+    # where half the groups are probed (docs/benchmarks.md#step-cost), at the price of a noisier credit
+    "kf-grpo-credit-gp1": [*CREDIT, "--kf_probe_generations", "1"],
     # its offline counterpart: plain GRPO on the questions the warm start does not answer without frames
     "grpo-blind-filter": ["--kf_preset", "grpo"],
 }

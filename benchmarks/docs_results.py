@@ -172,6 +172,27 @@ def reference_fragments(data: dict) -> dict[str, str]:
     }
 
 
+def gp1_fragments(data: dict, main: dict) -> dict[str, str]:
+    """docs/benchmarks.md's step-cost section: the credit gate with one completion per probe against `grpo`, from
+    ``shortcut-credit-gp1.json``, beside the same seeds of the G_p = 2 gate in ``shortcut.json``."""
+    d = data["paired_difference_vs_grpo"]["kf-grpo-credit-gp1"]["accuracy"]
+    acc = data["summary"]["kf-grpo-credit-gp1"]["accuracy"]
+    seeds = sorted(r["seed"] for r in data["runs"] if r["arm"] == "kf-grpo-credit-gp1")
+
+    def per_seed(runs: list[dict], arm: str) -> str:
+        by_seed = {r["seed"]: r["accuracy"] for r in runs if r["arm"] == arm}
+        return ", ".join(f"{by_seed[s]:.3f}" for s in seeds)
+
+    return {
+        "credit gp1": (
+            f"held-out accuracy {acc['mean']:.3f} ± {acc['se']:.3f} over RL seeds {seeds[0]}–{seeds[-1]}, "
+            f"{signed(d['mean'])} ± {d['se']:.3f} against `grpo` paired by seed ({signed(_z(d['mean'], d['se']), 1)} "
+            f"SE); per seed {per_seed(data['runs'], 'kf-grpo-credit-gp1')}, where G_p = 2 ended "
+            f"{per_seed(main['runs'], 'kf-grpo-credit')} and `grpo` {per_seed(data['runs'], 'grpo')}"
+        )
+    }
+
+
 def _one_seed_cells(r: dict) -> str:
     """A one-seed run's cells: arm, accuracy, frame sensitivity, share of answers A, the gate's g on A-groups / others."""
     g = (f"{r['credit_shortcut_letter']:.2f} / {r['credit_other_letters']:.2f}"
@@ -461,6 +482,7 @@ PAGES = {
     "reference table": "docs/benchmarks.md",
     "reference paired": "docs/benchmarks.md",
     "weak start table": "docs/benchmarks.md",
+    "credit gp1": "docs/benchmarks.md",
     "credit tuning table": "docs/benchmarks.md",
     "credit tuning warm": "docs/benchmarks.md",
     "credit lr1e-4 table": "docs/benchmarks.md",
@@ -540,6 +562,7 @@ RECORDS = (
     "shortcut-tune-lr2e-4.json",
     "shortcut-lr1e-4.json",
     "shortcut-reference.json",
+    "shortcut-credit-gp1.json",
     "shortcut-tune-sft300.json",
     "shortcut-tune-sft500.json",
     "shortcut-tuning.json",
@@ -561,6 +584,7 @@ def fragments() -> dict[str, str]:
     out.update(credit_tuning_fragments([record("shortcut-tune-lr1e-4.json"), record("shortcut-tune-lr2e-4.json")]))
     out.update(credit_fragments(record("shortcut-lr1e-4.json"), "credit lr1e-4", readme=False))
     out.update(reference_fragments(record("shortcut-reference.json")))
+    out.update(gp1_fragments(record("shortcut-credit-gp1.json"), record("shortcut.json")))
     out.update(weak_start_fragments({n: record(f"shortcut-tune-sft{n}.json") for n in (300, 500)}))
     out.update(tuning_fragments(record("shortcut-tuning.json")))
     out.update(tad_learn_fragments(record("tad-learn.json")))
