@@ -11,13 +11,18 @@ completions of groups it can rank: a random model answers nothing right, so the 
     python benchmarks/bench_kfgrpo_step.py [--steps 8] [--rounds 2] [--num-frames 8]
     python benchmarks/bench_kfgrpo_step.py --model outputs/tiny-cpu/sft --dataset data/chronosynth/train-tad \
         --generations 4 --prompts 4 --completion-length 72   # the CPU demo's model, data and RL (after make train)
+
+``--results FILE`` also writes the figures as JSON (docs/benchmarks.md renders its step-cost table from them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -102,6 +107,7 @@ def main(argv=None):
     parser.add_argument("--completion-length", type=int, default=32)
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step")
     parser.add_argument("--probe-generations", type=int, default=2, help="G_p of the credit gate (per probe)")
+    parser.add_argument("--results", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kfgrpo-step-"))
     if args.model:
@@ -155,6 +161,23 @@ def main(argv=None):
         f"probe time share: default {statistics.median(rshare):.2f}, group sampled {statistics.median(share):.2f}, "
         f"group likelihood {statistics.median(lshare):.2f}"
     )
+    if args.results:
+        record = dict(
+            command=" ".join(["python", *sys.argv]),
+            machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            model=args.model,
+            probe_generations=args.probe_generations,
+            seconds={name: best[name] for name in configs},
+            ratio_to_grpo={name: best[name] / t_grpo for name in configs},
+            credit_probed_groups=statistics.mean(probed),
+            default_scored=statistics.mean(scored),
+            probe_time_share=dict(
+                default=statistics.median(rshare), group_sampled=statistics.median(share),
+                group_likelihood=statistics.median(lshare),
+            ),
+        )  # fmt: skip
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(record, indent=2))
     return t_default / t_grpo, t_lik / t_grpo, t_smp / t_grpo, t_credit / t_grpo
 
 

@@ -155,6 +155,14 @@ def train_summary(out: Path) -> dict:
         others += [sum(mine) / len(mine)] if mine else []
     if cue in summary and others:
         summary["credit_shortcut_letter"], summary["credit_other_letters"] = summary[cue], sum(others) / len(others)
+    # When does the cue form, and what credit did the gate give while it formed? The same metrics over the first and
+    # the last quarter of the steps (a shortcut forms early: the first quarter is where a signal has to act).
+    for part, steps in (("first_quarter", history[:q]), ("last_quarter", history[-q:])):
+        for k in (cue, f"kf/answer/{SHORTCUT_LETTER}", "kf/credit/probed_groups", "kf/real/accuracy_probed",
+                  "kf/blind/accuracy", "kf/shuffle/accuracy", "kf/swap_salient/accuracy"):  # fmt: skip
+            values = [h[k] for h in steps if k in h]
+            if values:
+                summary[f"{k}/{part}"] = sum(values) / len(values)
     return summary
 
 

@@ -112,6 +112,42 @@ CREDIT_SHORT = {
 }
 
 
+def _mean_se(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    m = sum(values) / n
+    se = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n) if n > 1 else math.nan
+    return dict(mean=m, se=se)
+
+
+def merge_shortcut(records: list[dict]) -> dict:
+    """One bench_shortcut.py record from several runs of the same comparison on more seeds (same warm start, split
+    and training arguments; a seed run twice is an error): the summary and the paired differences recomputed over
+    the union of the runs, as bench_shortcut.py computes them."""
+    first = records[0]
+    for data in records[1:]:
+        for key in ("split", "shortcut", "extra_train_args"):
+            assert data[key] == first[key], f"records differ in {key}: {data[key]!r} != {first[key]!r}"
+        assert data["warm_start"]["accuracy"] == first["warm_start"]["accuracy"], "records from different warm starts"
+    runs = [r for data in records for r in data["runs"]]
+    names = [r["run"] for r in runs]
+    assert len(set(names)) == len(names), f"a run appears in two records: {sorted(names)}"
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    keys = SHORTCUT_COLUMNS + ("shortcut_answer_rate",)
+    summary = {arm: {k: _mean_se([r[k] for r in runs if r["arm"] == arm]) for k in keys} for arm in arms}
+    paired = {}
+    for arm in arms:
+        if arm == "grpo":
+            continue
+        paired[arm] = {}
+        for key in ("accuracy", "frame_sensitivity"):
+            mine = {r["seed"]: r[key] for r in runs if r["arm"] == arm}
+            base = {r["seed"]: r[key] for r in runs if r["arm"] == "grpo"}
+            diffs = [mine[s] - base[s] for s in sorted(set(mine) & set(base))]
+            paired[arm][key] = dict(**_mean_se(diffs), seeds=len(diffs))
+    return dict(first, summary=summary, paired_difference_vs_grpo=paired, runs=runs,
+                command=[data["command"] for data in records])  # fmt: skip
+
+
 def credit_fragments(data: dict, name: str = "credit", readme: bool = True) -> dict[str, str]:
     """docs/benchmarks.md "Does KF-GRPO help?" (the credit gate and the blind filter) and the README's row, from
     ``shortcut.json`` (and ``shortcut-lr1e-4.json``, ``name`` "credit lr1e-4", no README row)."""
@@ -216,6 +252,22 @@ def credit_tuning_fragments(records: list[dict]) -> dict[str, str]:
     warm = {f"{d['warm_start']['accuracy']:.3f}" for d in records}
     assert len(warm) == 1, f"the learning-rate records start from different warm starts: {warm}"
     return {"credit tuning table": "\n".join(rows), "credit tuning warm": warm.pop()}
+
+
+def collapse_fragments(data: dict) -> dict[str, str]:
+    """docs/benchmarks.md: when the cue forms from the 300-step warm start and what credit the gate gave meanwhile,
+    from ``shortcut-tune-sft300-credit.json`` (the first and the last quarter of the run's steps)."""
+    (r,) = data["runs"]
+
+    def part(q: str) -> str:
+        return (
+            f"g {r[f'kf/credit/answer_A/{q}']:.2f} on groups whose answer is A ({100 * r[f'kf/credit/probed_groups/{q}']:.0f} "
+            f"% of groups probed), share of answers A {r[f'kf/answer/A/{q}']:.2f}; probe accuracy on the probed groups: "
+            f"real {r[f'kf/real/accuracy_probed/{q}']:.2f}, blind {r[f'kf/blind/accuracy/{q}']:.2f}, shuffle "
+            f"{r[f'kf/shuffle/accuracy/{q}']:.2f}, swap_salient {r[f'kf/swap_salient/accuracy/{q}']:.2f}"
+        )
+
+    return {"collapse first": part("first_quarter"), "collapse last": part("last_quarter")}
 
 
 def weak_start_fragments(records: dict[int, dict]) -> dict[str, str]:
@@ -479,6 +531,8 @@ PAGES = {
     "credit headline": "docs/benchmarks.md",
     "credit logged": "docs/benchmarks.md",
     "credit readme": "README.md",
+    "collapse first": "docs/benchmarks.md",
+    "collapse last": "docs/benchmarks.md",
     "reference table": "docs/benchmarks.md",
     "reference paired": "docs/benchmarks.md",
     "weak start table": "docs/benchmarks.md",
@@ -565,6 +619,8 @@ RECORDS = (
     "shortcut-credit-gp1.json",
     "shortcut-tune-sft300.json",
     "shortcut-tune-sft500.json",
+    "shortcut-seeds6-10.json",
+    "shortcut-tune-sft300-credit.json",
     "shortcut-tuning.json",
     "tad-learn.json",
     "cpu-demo.json",
@@ -580,7 +636,9 @@ def record(name: str) -> dict:
 
 def fragments() -> dict[str, str]:
     out = reliance_fragments(record("shortcut-reliance.json"))
-    out.update(credit_fragments(record("shortcut.json")))
+    main = merge_shortcut([record("shortcut.json"), record("shortcut-seeds6-10.json")])  # RL seeds 1-5 and 6-10
+    out.update(credit_fragments(main))
+    out.update(collapse_fragments(record("shortcut-tune-sft300-credit.json")))
     out.update(credit_tuning_fragments([record("shortcut-tune-lr1e-4.json"), record("shortcut-tune-lr2e-4.json")]))
     out.update(credit_fragments(record("shortcut-lr1e-4.json"), "credit lr1e-4", readme=False))
     out.update(reference_fragments(record("shortcut-reference.json")))
