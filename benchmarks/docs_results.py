@@ -112,11 +112,14 @@ CREDIT_SHORT = {
 }
 
 
-def _mean_se(values: list[float]) -> dict[str, float]:
-    n = len(values)
-    m = sum(values) / n
-    se = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n) if n > 1 else math.nan
-    return dict(mean=m, se=se)
+def _bench_shortcut():
+    """bench_shortcut.py as a module (its mean ± SE and paired difference: one definition of each statistic)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_shortcut", Path(__file__).with_name("bench_shortcut.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def merge_shortcut(records: list[dict]) -> dict:
@@ -132,18 +135,21 @@ def merge_shortcut(records: list[dict]) -> dict:
     names = [r["run"] for r in runs]
     assert len(set(names)) == len(names), f"a run appears in two records: {sorted(names)}"
     arms = list(dict.fromkeys(r["arm"] for r in runs))
+    bench = _bench_shortcut()
     keys = SHORTCUT_COLUMNS + ("shortcut_answer_rate",)
-    summary = {arm: {k: _mean_se([r[k] for r in runs if r["arm"] == arm]) for k in keys} for arm in arms}
+    summary = {}
+    for arm in arms:
+        summary[arm] = {}
+        for k in keys:
+            m, se = bench.mean_se([r[k] for r in runs if r["arm"] == arm])
+            summary[arm][k] = dict(mean=m, se=se)
     paired = {}
     for arm in arms:
-        if arm == "grpo":
-            continue
-        paired[arm] = {}
-        for key in ("accuracy", "frame_sensitivity"):
-            mine = {r["seed"]: r[key] for r in runs if r["arm"] == arm}
-            base = {r["seed"]: r[key] for r in runs if r["arm"] == "grpo"}
-            diffs = [mine[s] - base[s] for s in sorted(set(mine) & set(base))]
-            paired[arm][key] = dict(**_mean_se(diffs), seeds=len(diffs))
+        if arm != "grpo":
+            paired[arm] = {}
+            for key in ("accuracy", "frame_sensitivity"):
+                m, se, n = bench.paired(runs, arm, "grpo", key)
+                paired[arm][key] = dict(mean=m, se=se, seeds=n)
     return dict(first, summary=summary, paired_difference_vs_grpo=paired, runs=runs,
                 command=[data["command"] for data in records])  # fmt: skip
 
