@@ -62,6 +62,12 @@ ARMS: dict[str, list[str]] = {
     # the same with one completion per probe (G_p = 1): the setting that keeps its step cost within 1.35x of grpo
     # where half the groups are probed (docs/benchmarks.md#step-cost), at the price of a noisier credit
     "kf-grpo-credit-gp1": [*CREDIT, "--kf_probe_generations", "1"],
+    # the same with the probes' drops averaged (kf_credit_aggregate: mean): the blind probe alone cannot grant full
+    # credit to a group that shuffle and swap answered as well; `min`: credit only for what every probe took away
+    "kf-grpo-credit-mean": [*CREDIT, "--kf_credit_aggregate", "mean"],
+    "kf-grpo-credit-min": [*CREDIT, "--kf_credit_aggregate", "min"],
+    "kf-grpo-credit-mean-group": [*CREDIT, "--kf_credit_aggregate", "mean", "--kf_credit_scope", "group"],
+    "kf-grpo-credit-min-group": [*CREDIT, "--kf_credit_aggregate", "min", "--kf_credit_scope", "group"],
     # its offline counterpart: plain GRPO on the questions the warm start does not answer without frames
     "grpo-blind-filter": ["--kf_preset", "grpo"],
 }

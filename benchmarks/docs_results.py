@@ -154,9 +154,12 @@ def merge_shortcut(records: list[dict]) -> dict:
                 command=[data["command"] for data in records])  # fmt: skip
 
 
-def credit_fragments(data: dict, name: str = "credit", readme: bool = True) -> dict[str, str]:
+def credit_fragments(
+    data: dict, name: str = "credit", readme: bool = True, start: str = "the demo's warm start"
+) -> dict[str, str]:
     """docs/benchmarks.md "Does KF-GRPO help?" (the credit gate and the blind filter) and the README's row, from
-    ``shortcut.json`` (and ``shortcut-lr1e-4.json``, ``name`` "credit lr1e-4", no README row)."""
+    ``shortcut.json`` (and ``shortcut-lr1e-4.json``, ``name`` "credit lr1e-4", and ``shortcut-sft400.json``, "credit
+    sft400": no README row)."""
     warm, paired, summary = data["warm_start"], data["paired_difference_vs_grpo"], data["summary"]
     gate = paired["kf-grpo-credit"]["accuracy"]
     z = _z(gate["mean"], gate["se"])
@@ -178,9 +181,15 @@ def credit_fragments(data: dict, name: str = "credit", readme: bool = True) -> d
         f"{name} headline": (
             f"**{verdict}.** The credit gate ends {signed(gate['mean'])} ± {gate['se']:.3f} held-out accuracy against "
             f"`grpo` (paired over {gate['seeds']} seeds: {z:+.1f} standard errors, "
-            f"{'more than' if z > GOAL_SE else 'not'} the {GOAL_SE:g} the question needs)"
+            + (
+                f"more than the {GOAL_SE:g} the question needs)"
+                if z > GOAL_SE
+                else f"worse than `grpo` by more than {GOAL_SE:g})"
+                if z < -GOAL_SE
+                else f"not the {GOAL_SE:g} the question needs)"
+            )
             + (f"; {'; '.join(others)}" if others else "")
-            + f". From the demo's warm start ({warm['accuracy']:.3f} held out), `grpo` itself ends at {grpo:.3f}"
+            + f". From {start} ({warm['accuracy']:.3f} held out), `grpo` itself ends at {grpo:.3f}"
         ),
         f"{name} logged": (
             f"mean g {sum(cue) / len(cue):.3f} on groups whose answer is A against {sum(other) / len(other):.3f} on "
@@ -276,16 +285,18 @@ def collapse_fragments(data: dict) -> dict[str, str]:
     return {"collapse first": part("first_quarter"), "collapse last": part("last_quarter")}
 
 
-def weak_start_fragments(records: dict[int, dict]) -> dict[str, str]:
-    """docs/benchmarks.md's weaker-warm-start record (the SFT recipe stopped after N of its 800 steps; RL seed 0, the
-    tuning split), from ``shortcut-tune-sft<N>.json``."""
+def weak_start_fragments(records: dict[int, list[dict]]) -> dict[str, str]:
+    """docs/benchmarks.md's weaker-warm-start record (the SFT recipe run for N steps instead of its 800; RL seed 0,
+    the tuning split), from ``shortcut-tune-sft<N>.json`` and, for N = 300, the probe aggregations of
+    ``shortcut-tune-sft300-aggregate.json`` (the same warm start)."""
     rows = ["| SFT steps | arm | accuracy | frame sensitivity | share of answers A | g, answer A / others |",
             "|---|---|---|---|---|---|"]  # fmt: skip
-    for steps, data in records.items():
-        warm = data["warm_start"]
+    for steps, datas in records.items():
+        warm = datas[0]["warm_start"]
+        assert all(d["warm_start"] == warm for d in datas), f"the {steps}-step records differ in their warm start"
         rows.append(f"| {steps} | SFT warm start, no RL | {warm['accuracy']:.3f} | {signed(warm['frame_sensitivity'])} | "
                     f"{warm['shortcut_answer_rate']:.2f} | – |")  # fmt: skip
-        rows += [f"| {steps} | " + _one_seed_cells(r) for r in data["runs"]]
+        rows += [f"| {steps} | " + _one_seed_cells(r) for data in datas for r in data["runs"]]
     return {"weak start table": "\n".join(rows)}
 
 
@@ -529,6 +540,9 @@ def _questions_per_step(data: dict) -> int:
 # Which page quotes which fragment.
 PAGES = {
     "shortcut table": "docs/benchmarks.md",
+    "step cost table": "docs/benchmarks.md",
+    "step cost verdict": "docs/benchmarks.md",
+    "step cost readme": "README.md",
     "shortcut paired": "docs/benchmarks.md",
     "shortcut headline": "docs/benchmarks.md",
     "shortcut warm share": "docs/benchmarks.md",
@@ -546,6 +560,10 @@ PAGES = {
     "credit tuning table": "docs/benchmarks.md",
     "credit tuning warm": "docs/benchmarks.md",
     "credit lr1e-4 table": "docs/benchmarks.md",
+    "credit sft400 table": "docs/benchmarks.md",
+    "credit sft400 paired": "docs/benchmarks.md",
+    "credit sft400 headline": "docs/benchmarks.md",
+    "credit sft400 logged": "docs/benchmarks.md",
     "credit lr1e-4 paired": "docs/benchmarks.md",
     "credit lr1e-4 headline": "docs/benchmarks.md",
     "credit lr1e-4 logged": "docs/benchmarks.md",
@@ -614,6 +632,48 @@ def visual_input_fragments(cpu: dict, gpu: dict) -> dict[str, str]:
     }
 
 
+STEP_LABELS = {
+    "grpo": "`grpo`",
+    "default": "`kf-grpo` (default: `kf_reward: shape`, reference scorer)",
+    "lik": "`kf-grpo`, `kf_reward: group`, likelihood probes",
+    "smp": "`kf-grpo`, `kf_reward: group`, sampled probes (G_p = 2)",
+    "credit": "`kf-grpo`, `kf_reward: credit`, shuffle + swap_salient + blind sampled (G_p = 2)",
+    "credit-gp1": "the same, G_p = 1 (`kf_probe_generations: 1`)",
+}
+
+
+def step_cost_fragments(demo: dict, weak: dict) -> dict[str, str]:
+    """docs/benchmarks.md's step-cost table and the README's row, from ``step-cost-demo.json`` (the demo's warm start)
+    and ``step-cost-weak.json`` (60 SFT steps), each one process of bench_kfgrpo_step.py."""
+    assert demo["machine"] == weak["machine"], "the step-cost records were measured on different machines"
+    rows = ["| configuration | demo warm start | / `grpo` | weak warm start | / `grpo` |", "|---|---|---|---|---|"]
+    for name, label in STEP_LABELS.items():
+        cells = []
+        for data in (demo, weak):
+            ratio = f"{data['ratio_to_grpo'][name]:.2f}"
+            cells += [f"{data['seconds'][name]:.3f} s", f"**{ratio}**" if data is demo and name in ("default",
+                      "credit") else ratio]  # fmt: skip
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for name in ("credit", "credit-gp1"):
+        gp = "G_p = 2" if name == "credit" else "G_p = 1"
+        rows.append(f"| groups the credit gate probed ({gp}) | {100 * demo['credit_probed_groups'][name]:.0f} % | | "
+                    f"{100 * weak['credit_probed_groups'][name]:.0f} % | |")  # fmt: skip
+    d, w = demo["ratio_to_grpo"], weak["ratio_to_grpo"]
+    readme = (
+        f"{d['default']:.2f}× a `grpo` step for the default (goal ≤ 1.15) and {d['credit']:.2f}× for the credit gate "
+        f"(goal ≤ 1.35), on the CPU demo's model and data; {w['credit']:.2f}× for the gate where "
+        f"{100 * weak['credit_probed_groups']['credit']:.0f} % of the groups are probed ({w['credit-gp1']:.2f}× with "
+        "G_p = 1)"
+    )
+    verdict = (
+        f"It {'meets' if d['credit'] <= 1.35 else 'misses'} the goal (≤ 1.35× a `grpo` step) on the demo's warm start "
+        f"({d['credit']:.2f}×) and {'meets' if w['credit'] <= 1.35 else 'misses'} it where "
+        f"{100 * weak['credit_probed_groups']['credit']:.0f} % of the groups are probed with G_p = 2 ({w['credit']:.2f}×); "
+        f"G_p = 1 (`kf_probe_generations: 1`) costs {d['credit-gp1']:.2f}× and {w['credit-gp1']:.2f}×"
+    )
+    return {"step cost table": "\n".join(rows), "step cost readme": readme, "step cost verdict": verdict}
+
+
 # Every record the docs quote (tests/test_docs.py checks that each one ships with a clone: none is git-ignored).
 RECORDS = (
     "shortcut-reliance.json",
@@ -625,6 +685,9 @@ RECORDS = (
     "shortcut-credit-gp1.json",
     "shortcut-tune-sft300.json",
     "shortcut-tune-sft500.json",
+    "shortcut-tune-sft400.json",
+    "shortcut-tune-sft300-aggregate.json",
+    "shortcut-sft400.json",
     "shortcut-seeds6-10.json",
     "shortcut-tune-sft300-credit.json",
     "shortcut-tuning.json",
@@ -632,6 +695,8 @@ RECORDS = (
     "cpu-demo.json",
     "visual-input.json",
     "visual-input-gpu.json",
+    "step-cost-demo.json",
+    "step-cost-weak.json",
 )
 
 
@@ -649,7 +714,11 @@ def fragments() -> dict[str, str]:
     out.update(credit_fragments(record("shortcut-lr1e-4.json"), "credit lr1e-4", readme=False))
     out.update(reference_fragments(record("shortcut-reference.json")))
     out.update(gp1_fragments(record("shortcut-credit-gp1.json"), record("shortcut.json")))
-    out.update(weak_start_fragments({n: record(f"shortcut-tune-sft{n}.json") for n in (300, 500)}))
+    weak = {n: [record(f"shortcut-tune-sft{n}.json")] for n in (300, 400, 500)}
+    weak[300].append(record("shortcut-tune-sft300-aggregate.json"))
+    out.update(weak_start_fragments(weak))
+    out.update(credit_fragments(record("shortcut-sft400.json"), "credit sft400", False, "the 400-step warm start"))
+    out.update(step_cost_fragments(record("step-cost-demo.json"), record("step-cost-weak.json")))
     out.update(tuning_fragments(record("shortcut-tuning.json")))
     out.update(tad_learn_fragments(record("tad-learn.json")))
     out.update(cpu_demo_fragments(record("cpu-demo.json")))

@@ -107,6 +107,8 @@ def test_group_locality_across_ranks(tmp_path, monkeypatch):
         (dict(kf_reward="credit", kf_gate_scale=0.2), "kf_gate_scale is read by kf_reward gate only"),
         (dict(kf_reward="credit", kf_reliance_top_tokens=4), "kf_reliance_top_tokens is read by kf_reward rank"),
         (dict(kf_credit_floor=0.1), "kf_credit_floor is read by kf_reward credit only"),
+        (dict(kf_credit_aggregate="mean"), "kf_credit_aggregate is read by kf_reward credit only"),
+        (dict(kf_reward="credit", kf_credit_aggregate="median"), "kf_credit_aggregate must be max, mean or min"),
         (dict(kf_reliance_clip=1.0), "kf_reliance_clip acts only with kf_reliance_space: logprob"),
         (dict(kf_reward="rank", multi_objective_aggregation="normalize_then_sum"), "sum_then_normalize"),
     ],
@@ -120,7 +122,7 @@ def test_knobs_the_rule_reads_are_accepted_and_say_who_reads_them(tmp_path):
     import dataclasses
 
     _cfg(tmp_path, kf_reward="credit", kf_credit_floor=0.1, kf_probe_generations=3, kf_probes=["shuffle", "blind"],
-         kf_probe_bonus=[1.0, 1.0])  # fmt: skip
+         kf_probe_bonus=[1.0, 1.0], kf_credit_aggregate="mean")  # fmt: skip
     _cfg(tmp_path, kf_reward="group", kf_probe_mode="likelihood", kf_likelihood_margin=0.2, kf_threshold=0.9)
     _cfg(tmp_path, kf_reward="shape", kf_reliance_space="logprob", kf_reliance_clip=2.0, kf_shape_coef=2.0)
     _cfg(tmp_path, kf_preset="grpo", kf_threshold=0.5)  # no probes: nothing reads any knob, nothing runs

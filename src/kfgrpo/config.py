@@ -249,6 +249,19 @@ class KFGRPOConfig(GRPOConfig):
             "choices": ["positive", "group"],
         },
     )
+    kf_credit_aggregate: str = field(
+        default="max",
+        metadata={
+            "help": _help(
+                "How a group's weighted probe drops w_j·clip((p − p̃_j)/p, 0, 1) combine into g: `max` (any probe "
+                "that hurts grants credit; a shuffle cannot change a count, so an order probe alone would deny every "
+                "count question), `mean` (no single probe, such as `blind`, the one least like the training input, "
+                "grants full credit alone) or `min` (credit only for what every probe took away).",
+                "kf_credit_aggregate",
+            ),
+            "choices": ["max", "mean", "min"],
+        },
+    )
     kf_probe_generations: int | None = field(
         default=None,
         metadata={
@@ -402,6 +415,8 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError("kf_reliance_clip and kf_gate_scale must be > 0")
         if self.kf_credit_scope not in ("positive", "group"):
             raise ValueError(f"kf_credit_scope must be positive or group, got {self.kf_credit_scope!r}")
+        if self.kf_credit_aggregate not in ("max", "mean", "min"):
+            raise ValueError(f"kf_credit_aggregate must be max, mean or min, got {self.kf_credit_aggregate!r}")
         if not 0.0 <= self.kf_credit_floor <= 1.0:
             raise ValueError("kf_credit_floor must be in [0, 1]")
         if self.kf_probes and self.kf_reward != "group" and any(a < 0 for a in self.kf_probe_bonus):

@@ -22,6 +22,23 @@ def test_credit_is_the_largest_weighted_relative_drop_over_probes():
     assert contrastive_credit(real, probe, w, floor=0.2).tolist() == pytest.approx([0.5, 1.0, 0.2])
 
 
+def test_mean_and_min_aggregate_over_the_measured_probes_only():
+    real = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])  # p = 0.5, 1, 0.5
+    # drops: group 0 (0.5, 0, 1): the blind probe (last) alone loses everything; group 1 (0.5, 1, 0.75);
+    # group 2: only the last probe measured, drop 0.5
+    probe = torch.tensor([[0.25, 0.5, 0.0], [0.5, 0.0, 0.25], [NAN, NAN, 0.25]])
+    w = torch.ones(3, 3)
+    assert contrastive_credit(real, probe, w, aggregate="max").tolist() == pytest.approx([1.0, 1.0, 0.5])
+    assert contrastive_credit(real, probe, w, aggregate="mean").tolist() == pytest.approx([0.5, 0.75, 0.5])
+    assert contrastive_credit(real, probe, w, aggregate="min").tolist() == pytest.approx([0.0, 0.5, 0.5])
+    # the weights act before aggregating: (0.5·1, 1·0, 0.5·1) -> mean 1/3; the floor after
+    w2 = torch.tensor([[1.0, 1.0, 0.5]] * 3)
+    assert contrastive_credit(real, probe, w2, aggregate="mean")[0].item() == pytest.approx(1 / 3)
+    assert contrastive_credit(real, probe, w, floor=0.2, aggregate="min").tolist() == pytest.approx([0.2, 0.5, 0.5])
+    with pytest.raises(ValueError, match="aggregate"):
+        contrastive_credit(real, probe, w, aggregate="median")
+
+
 def test_groups_without_success_or_probes_are_not_gated():
     real = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.5]])
     probe = torch.tensor([[0.0, 0.0], [NAN, NAN], [NAN, 0.5]])

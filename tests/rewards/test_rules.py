@@ -4,6 +4,8 @@ import dataclasses
 import inspect
 import re
 
+import pytest
+
 from kfgrpo import trainer as trainer_module
 from kfgrpo.config import KFGRPOConfig
 from kfgrpo.rewards.rules import COMMON_KNOBS, RULES, knob_readers
@@ -52,3 +54,21 @@ def test_credit_is_logged_per_solution_letter():
     m = rule.metrics(batch)
     assert m["kf/credit/answer_A"] == 0.25 and m["kf/credit/answer_B"] == 1.0
     assert not any(k.startswith("kf/credit/answer_") and k[-1] not in "AB" for k in m)
+
+
+def test_the_credit_rule_aggregates_its_probes_as_configured():
+    """kf_credit_aggregate reaches the rule: one group where only the blind probe drops (1.0), shuffle and swap not."""
+    import torch
+
+    from kfgrpo.rewards.rules import ProbeBatch, make_rule
+
+    probes = ["shuffle", "swap_salient", "blind"]
+    factors = {}
+    for aggregate in ("max", "mean", "min"):
+        args = KFGRPOConfig(output_dir="unused", kf_reward="credit", kf_probes=probes, kf_probe_bonus=[1.0] * 3,
+                            kf_saliency_weight=0.0, kf_credit_aggregate=aggregate, report_to="none", use_cpu=True,
+                            bf16=False)  # fmt: skip
+        batch = ProbeBatch(torch.tensor([1.0, 1.0, 0.0, 0.0]), 4, tuple(probes), torch.zeros(1, 3))
+        batch.probe_accuracy = torch.tensor([[0.5, 0.75, 0.0]])  # p = 0.5: drops 0, 0, 1
+        factors[aggregate] = make_rule(args).advantage_factor(batch).tolist()
+    assert factors == {"max": [1.0] * 4, "mean": [pytest.approx(1 / 3)] * 4, "min": [0.0] * 4}

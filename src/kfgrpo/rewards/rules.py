@@ -179,7 +179,7 @@ class CreditRule(KeyframeRule):
     """The contrastive credit gate (``kfgrpo.rewards.credit``): positive advantages × the group's credit g."""
 
     name, acts_on = "credit", "advantages"
-    knobs = ("kf_probe_generations", "kf_credit_floor", "kf_credit_scope")
+    knobs = ("kf_probe_generations", "kf_credit_floor", "kf_credit_scope", "kf_credit_aggregate")
 
     @property
     def needs(self) -> str:
@@ -194,7 +194,11 @@ class CreditRule(KeyframeRule):
         if "credit" not in batch.derived:
             w = probe_weights(self.args.kf_probe_bonus, batch.saliency_gap, self.args.kf_saliency_weight)
             batch.derived["credit"] = contrastive_credit(
-                batch.grouped_accuracy, batch.probe_accuracy, w, self.args.kf_credit_floor
+                batch.grouped_accuracy,
+                batch.probe_accuracy,
+                w,
+                self.args.kf_credit_floor,
+                self.args.kf_credit_aggregate,
             )
         return batch.derived["credit"]
 
