@@ -415,7 +415,9 @@ class KFGRPOConfig(GRPOConfig):
             raise ValueError("kf_reliance_clip and kf_gate_scale must be > 0")
         if self.kf_credit_scope not in ("positive", "group"):
             raise ValueError(f"kf_credit_scope must be positive or group, got {self.kf_credit_scope!r}")
-        if self.kf_credit_aggregate not in ("max", "mean", "min"):
+        from .rewards.credit import AGGREGATES
+
+        if self.kf_credit_aggregate not in AGGREGATES:
             raise ValueError(f"kf_credit_aggregate must be max, mean or min, got {self.kf_credit_aggregate!r}")
         if not 0.0 <= self.kf_credit_floor <= 1.0:
             raise ValueError("kf_credit_floor must be in [0, 1]")
